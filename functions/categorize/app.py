@@ -1,0 +1,149 @@
+"""CategorizeFunction: an SQS batch of article events → one category each in ResultsTable.
+
+Records of a batch run concurrently (Powertools async batch processor). A record that can
+never succeed goes to the DLQ with its reason and counts as done; a transient failure is
+reported as a batch item failure until its last receive, then dead-lettered with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import httpx2
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from categorizer.active_model import read_active_model
+from categorizer.classifier import OpenAIClassifier
+from categorizer.config import CategorizeSettings
+from categorizer.dlq import DeadLetterQueue
+from categorizer.errors import PermanentError, redact
+from categorizer.limiter import RateLimiter
+from categorizer.models import ArticleEvent, describe_validation_error
+from categorizer.openai_client import OpenAIClientProvider
+from categorizer.pricing import Prices
+from categorizer.service import CategorizeService, Outcome
+from categorizer.store import ResultStore
+from categorizer.taxonomy import bundled_taxonomy
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+settings = CategorizeSettings.from_env()
+limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+
+
+async def _observe_openai_response(response: httpx2.Response) -> None:
+    limiter.observe(response.headers)
+    if response.status_code == 429:
+        metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
+
+
+openai_clients = OpenAIClientProvider(settings, on_response=_observe_openai_response)
+service = CategorizeService(
+    ResultStore(boto3.resource("dynamodb").Table(settings.results_table_name)),
+    OpenAIClassifier(
+        openai_clients,
+        top_k=settings.top_k,
+        label_logit_bias=settings.label_logit_bias,
+        prices=Prices.from_env(),
+        limiter=limiter,
+    ),
+    input_token_budget=settings.input_token_budget,
+    low_confidence_threshold=settings.low_confidence_threshold,
+)
+dead_letters = DeadLetterQueue(boto3.client("sqs"), settings.dlq_url)
+processor = AsyncBatchProcessor(event_type=EventType.SQS)
+
+
+def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:
+    dead_letters.send(
+        record.body,
+        reason=reason,
+        detail=detail,
+        source="categorize",
+        source_message_id=record.message_id,
+        receive_count=receive_count,
+    )
+    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
+    logger.warning(
+        "dead-lettered", extra={"message_id": record.message_id, "reason": reason, "detail": redact(detail)}
+    )
+
+
+def _record_outcome(article: ArticleEvent, outcome: Outcome) -> None:
+    log: dict[str, object] = {
+        "article_id": article.article_id,
+        "revision": article.revision,
+        "status": outcome.status,
+    }
+    if outcome.status == "stale":
+        metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=1)
+    elif outcome.status == "unchanged":
+        metrics.add_metric(name="UnchangedSkipped", unit=MetricUnit.Count, value=1)
+    if outcome.result is not None and outcome.classification is not None:
+        result, call = outcome.result, outcome.classification
+        metrics.add_metric(name="ArticlesCategorized", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=call.prompt_tokens)
+        metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=call.completion_tokens)
+        metrics.add_metric(name="EstimatedCostMicroUSD", unit=MetricUnit.Count, value=call.cost_usd * 1e6)
+        metrics.add_metric(name="OpenAILatency", unit=MetricUnit.Milliseconds, value=call.latency_ms)
+        if result.needs_review:
+            metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
+        log |= {
+            "category_id": result.category_id,
+            "probability": round(result.probability, 4),
+            "coverage": round(result.coverage, 4),
+            "needs_review": result.needs_review,
+            "prompt_tokens": call.prompt_tokens,
+        }
+    logger.info("article processed", extra=log)
+
+
+async def record_handler(record: SQSRecord) -> None:
+    receive_count = int(record.attributes.approximate_receive_count or "1")
+    try:
+        article = ArticleEvent.model_validate_json(record.body)
+    except ValidationError as error:
+        _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
+        return
+    try:
+        active = read_active_model(settings.active_model_parameter, settings.config_cache_seconds)
+        outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version))
+    except PermanentError as error:
+        _dead_letter(record, error.reason, error.detail, receive_count)
+        return
+    except Exception as error:
+        if receive_count >= settings.max_receive_count:
+            _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
+            return
+        logger.warning(
+            "transient failure; the record will be retried",
+            extra={
+                "message_id": record.message_id,
+                "receive_count": receive_count,
+                "error": redact(repr(error)),
+            },
+        )
+        raise
+    _record_outcome(article, outcome)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return async_process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,254 @@
+"""A small text classifier, numpy only: what the offline OpenAI server "fine-tunes".
+
+Features are hashed character 1–3-grams (sublinear tf, idf, L2 norm), with the first line
+(the article title in our prompts) hashed into its own feature space because a title says
+more per character than a body. The model is softmax regression trained by minibatch Adam
+with lazy (row-sparse) updates, so an epoch costs time in proportion to the text, not to
+the size of the weight matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+HASH_BITS = 22
+NGRAM_SIZES = (1, 2, 3)
+# Weight-matrix cap (entries): with many labels keep the most frequent features only, so a
+# 700-label taxonomy stays at a few hundred MB at most.
+MAX_WEIGHTS = 24_000_000
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_POSITION_KEYS = (np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9), np.uint64(0x27D4EB2F165667C5))
+_TITLE_SALT = np.uint64(0xFF51AFD7ED558CCD)
+
+# Called after each epoch with (epoch, mean training loss); raising stops training (cancel).
+EpochCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 32
+    learning_rate: float = 0.02
+    l2: float = 1e-6
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Csr:
+    """Rows of hashed features: `indptr` (n+1), `indices` (hashed ids), `data` (raw counts)."""
+
+    indptr: IntArray
+    indices: IntArray
+    data: FloatArray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+
+def _hash_ngrams(codes: npt.NDArray[np.uint64], salt: np.uint64) -> npt.NDArray[np.uint64]:
+    parts = []
+    for n in NGRAM_SIZES:
+        if len(codes) < n:
+            break
+        h = np.full(len(codes) - n + 1, salt ^ np.uint64(n), dtype=np.uint64)
+        for pos in range(n):
+            h = (h ^ (codes[pos : len(codes) - n + 1 + pos] * _POSITION_KEYS[pos])) * _GOLDEN
+        parts.append(h >> np.uint64(64 - HASH_BITS))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+
+
+def _codes(text: str) -> npt.NDArray[np.uint64]:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+
+def featurize(texts: Sequence[str]) -> Csr:
+    """Hashed n-gram counts per text (the title line and the rest in separate spaces)."""
+    indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    all_ids: list[IntArray] = []
+    all_counts: list[FloatArray] = []
+    for row, text in enumerate(texts):
+        norm = unicodedata.normalize("NFKC", text).lower()
+        title, _, body = norm.partition("\n")
+        hashed = np.concatenate(
+            [_hash_ngrams(_codes(title), _TITLE_SALT), _hash_ngrams(_codes(body), np.uint64(0))]
+        )
+        ids, counts = np.unique(hashed.astype(np.int64), return_counts=True)
+        all_ids.append(ids)
+        all_counts.append(counts.astype(np.float32))
+        indptr[row + 1] = indptr[row] + len(ids)
+    if not texts:
+        return Csr(indptr, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+    return Csr(indptr, np.concatenate(all_ids), np.concatenate(all_counts))
+
+
+def _row_ids(indptr: IntArray) -> IntArray:
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+
+
+def _softmax(logits: FloatArray) -> FloatArray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class TextModel:
+    labels: list[str]
+    vocab: IntArray  # sorted hashed ids that have weights
+    idf: FloatArray  # per vocab entry
+    unseen_idf: float  # idf of a feature no training text had (still counts in the norm)
+    weights: FloatArray  # (len(vocab), n_labels)
+    bias: FloatArray
+
+    def _tfidf(self, csr: Csr) -> tuple[IntArray, FloatArray, IntArray]:
+        """(vocab column or -1, L2-normalised tf-idf value, row) per nonzero."""
+        pos = np.searchsorted(self.vocab, csr.indices)
+        pos = np.minimum(pos, len(self.vocab) - 1)
+        known = self.vocab[pos] == csr.indices
+        cols = np.where(known, pos, -1)
+        values = (1.0 + np.log(csr.data)) * np.where(known, self.idf[pos], self.unseen_idf)
+        rows = _row_ids(csr.indptr)
+        norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=csr.n_rows))
+        values = values / np.maximum(norms[rows], 1e-12)
+        return cols, values.astype(np.float32), rows
+
+    def _logits(self, cols: IntArray, values: FloatArray, indptr: IntArray) -> FloatArray:
+        contrib = self.weights[np.maximum(cols, 0)] * np.where(cols >= 0, values, 0.0)[:, None]
+        out = np.zeros((len(indptr) - 1, len(self.labels)), dtype=np.float32)
+        nonempty = np.diff(indptr) > 0
+        if contrib.shape[0]:
+            out[nonempty] = np.add.reduceat(contrib, indptr[:-1][nonempty], axis=0)
+        return out + self.bias
+
+    def decision_function(self, texts: Sequence[str]) -> FloatArray:
+        csr = featurize(texts)
+        cols, values, _ = self._tfidf(csr)
+        return self._logits(cols, values, csr.indptr)
+
+    def predict_proba(self, texts: Sequence[str]) -> FloatArray:
+        return _softmax(self.decision_function(texts))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            directory / "weights.npz", vocab=self.vocab, idf=self.idf, weights=self.weights, bias=self.bias
+        )
+        meta = {"labels": self.labels, "unseen_idf": self.unseen_idf, "hash_bits": HASH_BITS}
+        (directory / "model.json").write_text(json.dumps(meta, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: Path) -> TextModel:
+        meta = json.loads((directory / "model.json").read_text())
+        if meta["hash_bits"] != HASH_BITS:
+            raise ValueError(f"model in {directory} was trained with other features")
+        with np.load(directory / "weights.npz") as arrays:
+            return cls(
+                labels=list(meta["labels"]),
+                vocab=arrays["vocab"],
+                idf=arrays["idf"],
+                unseen_idf=float(meta["unseen_idf"]),
+                weights=arrays["weights"],
+                bias=arrays["bias"],
+            )
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[IntArray]:
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _select_vocab(csr: Csr, n_labels: int) -> tuple[IntArray, IntArray]:
+    """Hashed ids that get weights (capped by document frequency) and each one's df."""
+    vocab, df = np.unique(csr.indices, return_counts=True)
+    cap = max(1, MAX_WEIGHTS // max(n_labels, 1))
+    if len(vocab) > cap:
+        keep = np.sort(np.argsort(-df, kind="stable")[:cap])
+        vocab, df = vocab[keep], df[keep]
+    return vocab, df
+
+
+def fit(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    config: TrainConfig = TrainConfig(),
+    on_epoch: EpochCallback | None = None,
+) -> TextModel:
+    """Softmax regression on tf-idf features; `on_epoch(epoch, mean_loss)` may raise to stop."""
+    if len(texts) != len(labels) or not texts:
+        raise ValueError("need as many labels as texts, and at least one")
+    label_names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(label_names)}
+    y = np.array([index[label] for label in labels], dtype=np.int64)
+    n_labels = len(label_names)
+
+    csr = featurize(texts)
+    vocab, df = _select_vocab(csr, n_labels)
+    n_docs = len(texts)
+    idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+    model = TextModel(
+        labels=label_names,
+        vocab=vocab,
+        idf=idf,
+        unseen_idf=math.log(1.0 + n_docs) + 1.0,
+        weights=np.zeros((len(vocab), n_labels), dtype=np.float32),
+        bias=np.zeros(n_labels, dtype=np.float32),
+    )
+    cols, values, rows = model._tfidf(csr)
+
+    rng = np.random.default_rng(config.seed)
+    m_w = np.zeros_like(model.weights)
+    v_w = np.zeros_like(model.weights)
+    m_b = np.zeros_like(model.bias)
+    v_b = np.zeros_like(model.bias)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        total_loss = 0.0
+        for batch in _batches(n_docs, config.batch_size, rng):
+            starts, ends = csr.indptr[batch], csr.indptr[batch + 1]
+            lengths = ends - starts
+            take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
+            b_cols, b_values = cols[take], values[take]
+            known = b_cols >= 0
+            b_cols, b_values = b_cols[known], b_values[known]
+            b_rows = np.repeat(np.arange(len(batch)), lengths)[known]
+            b_indptr = np.concatenate([[0], np.cumsum(np.bincount(b_rows, minlength=len(batch)))])
+
+            logits = model._logits(b_cols, b_values, b_indptr)
+            proba = _softmax(logits)
+            total_loss -= float(np.log(np.maximum(proba[np.arange(len(batch)), y[batch]], 1e-12)).sum())
+            delta = proba
+            delta[np.arange(len(batch)), y[batch]] -= 1.0
+            delta /= len(batch)
+
+            touched, inverse = np.unique(b_cols, return_inverse=True)
+            grad = np.zeros((len(touched), n_labels), dtype=np.float32)
+            for k in range(n_labels):
+                grad[:, k] = np.bincount(inverse, weights=b_values * delta[b_rows, k], minlength=len(touched))
+            grad += config.l2 * model.weights[touched]
+            grad_b = delta.sum(axis=0)
+
+            step += 1
+            lr = config.learning_rate * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+            m_w[touched] = beta1 * m_w[touched] + (1 - beta1) * grad
+            v_w[touched] = beta2 * v_w[touched] + (1 - beta2) * grad * grad
+            model.weights[touched] -= lr * m_w[touched] / (np.sqrt(v_w[touched]) + eps)
+            m_b[:] = beta1 * m_b + (1 - beta1) * grad_b
+            v_b[:] = beta2 * v_b + (1 - beta2) * grad_b * grad_b
+            model.bias -= lr * m_b / (np.sqrt(v_b) + eps)
+        if on_epoch is not None:
+            on_epoch(epoch, total_loss / n_docs)
+    return model

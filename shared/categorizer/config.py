@@ -1,0 +1,55 @@
+"""Settings from the environment: the one config loader.
+
+Each function has a settings class here; fields map to the environment variables the
+template sets (the alias). Values that must change without a redeploy (the active model and
+its taxonomy) are not here: they come from the active-model parameter (`active_model`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET, DEFAULT_TOP_K
+
+
+class ConfigurationError(RuntimeError):
+    """The function's environment is incomplete or invalid."""
+
+
+class EnvSettings(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    @classmethod
+    def from_env(cls) -> Self:
+        try:
+            return cls.model_validate(dict(os.environ))
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_input=False)
+            )
+            raise ConfigurationError(f"{cls.__name__}: {problems}") from None
+
+
+class OpenAISettings(EnvSettings):
+    openai_secret_arn: str = Field(alias="OPENAI_API_KEY_SECRET_ARN", min_length=1)
+    openai_timeout_seconds: float = Field(default=10.0, alias="OPENAI_TIMEOUT_SECONDS", gt=0)
+    openai_max_retries: int = Field(default=3, alias="OPENAI_MAX_RETRIES", ge=0, le=10)
+    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+
+
+class CategorizeSettings(OpenAISettings):
+    results_table_name: str = Field(alias="RESULTS_TABLE_NAME", min_length=1)
+    dlq_url: str = Field(alias="DLQ_URL", min_length=1)
+    active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
+    config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)
+    top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=1, le=20)
+    input_token_budget: int = Field(default=DEFAULT_INPUT_TOKEN_BUDGET, alias="INPUT_TOKEN_BUDGET", ge=16)
+    low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
+    label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
+    max_receive_count: int = Field(default=5, alias="MAX_RECEIVE_COUNT", ge=1)
+    # The planner's per-instance share of the account's limits; 0 turns that limit off.
+    requests_per_minute: float = Field(default=0, alias="INSTANCE_REQUESTS_PER_MINUTE", ge=0)
+    tokens_per_minute: float = Field(default=0, alias="INSTANCE_TOKENS_PER_MINUTE", ge=0)

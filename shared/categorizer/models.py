@@ -1,0 +1,158 @@
+"""pydantic models at the boundaries: the article event, predictions, stored results."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from categorizer.text import html_to_text, looks_like_html, normalize_text
+
+MAX_TITLE_CHARS = 1_000
+# SQS messages are at most 256 KiB; the body limit leaves room for the rest of the event.
+MAX_BODY_CHARS = 200_000
+MAX_URL_CHARS = 2_048
+
+_ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$"
+_LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID)]
+
+
+def _reject_control_characters(value: str) -> str:
+    match = _CONTROL_CHARS.search(value)
+    if match:
+        raise ValueError(
+            f"contains the control character U+{ord(match.group()):04X} at offset {match.start()}"
+        )
+    return value
+
+
+class ArticleEvent(BaseModel):
+    """One article as published by the CMS: the SQS message body and the ingest payload item.
+
+    The ordering key for "newer wins" (`revision`) is `version` when given, else
+    `updated_at` in milliseconds; one of the two is required.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    article_id: ArticleId
+    url: str = Field(min_length=1, max_length=MAX_URL_CHARS, pattern=r"^https?://\S+$")
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
+    body_format: Literal["text", "html", "auto"] = "auto"
+    language: Annotated[str, StringConstraints(pattern=_LANGUAGE_TAG)] | None = None
+    version: int | None = Field(default=None, ge=0, le=2**53)
+    updated_at: datetime | None = None
+    site: str | None = Field(default=None, max_length=256)
+
+    _text: str = PrivateAttr(default="")
+
+    @field_validator("title", "body", "site")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        return None if value is None else _reject_control_characters(value)
+
+    @field_validator("updated_at")
+    @classmethod
+    def _timezone_aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_text(self) -> ArticleEvent:
+        if self.version is None and self.updated_at is None:
+            raise ValueError("either version or updated_at is required (it orders the article's revisions)")
+        is_html = self.body_format == "html" or (self.body_format == "auto" and looks_like_html(self.body))
+        self._text = html_to_text(self.body) if is_html else normalize_text(self.body)
+        if not self._text:
+            raise ValueError("body has no text once HTML markup, scripts and styles are removed")
+        if not normalize_text(self.title):
+            raise ValueError("title has no text")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The body as plain, normalised text."""
+        return self._text
+
+    @property
+    def revision(self) -> int:
+        if self.version is not None:
+            return self.version
+        assert self.updated_at is not None  # guaranteed by _derive_text
+        return int(self.updated_at.timestamp() * 1000)
+
+
+class Prediction(BaseModel):
+    label: str
+    category_id: str
+    name: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+class CategorizationResult(BaseModel):
+    """The row stored in ResultsTable (one per article: its latest revision)."""
+
+    article_id: str
+    revision: int
+    content_hash: str
+    model_id: str
+    taxonomy_version: str
+    category_id: str
+    category_name: str
+    label: str
+    probability: float
+    coverage: float
+    needs_review: bool
+    top_k: list[Prediction]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    truncated: bool
+    url: str
+    title: str
+    site: str | None = None
+    language: str | None = None
+    categorized_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_item(self) -> dict[str, Any]:
+        """A DynamoDB item (floats as strings for Decimal safety is the store's job)."""
+        return self.model_dump(mode="json")
+
+
+class ActiveModel(BaseModel):
+    """The active-model record: which model categorises, bound to its taxonomy version."""
+
+    model_id: str = Field(min_length=1)
+    taxonomy_version: str = Field(min_length=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    job_id: str | None = None
+    dataset_manifest: str | None = None
+    promoted_at: datetime | None = None
+
+
+def validation_problems(error: ValidationError) -> list[dict[str, str]]:
+    """Per-field problems (field path and reason) for responses and DLQ reasons; no input echoed."""
+    return [
+        {"field": ".".join(str(part) for part in problem["loc"]) or "(event)", "reason": problem["msg"]}
+        for problem in error.errors(include_input=False, include_url=False)
+    ]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    return "; ".join(f"{p['field']}: {p['reason']}" for p in validation_problems(error))

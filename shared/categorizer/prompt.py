@@ -1,0 +1,61 @@
+"""The one prompt builder (DESIGN.md invariant 1).
+
+Training examples (fine-tuning export) and live requests (categorize function) both come
+from `build_prompt`, so a change here changes both. The budget cut is part of the prompt:
+the model is trained on exactly the kind of input it will see live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+from categorizer.text import content_hash, cut_to_token_budget, normalize_text
+from categorizer.tokens import count_tokens
+
+SYSTEM_PROMPT = "Categorise the web article. Answer with its category number only."
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(TypedDict):
+    role: Role
+    content: str
+
+
+# Chat formatting overhead per message and per reply, as in OpenAI's token-counting guide.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[ChatMessage]
+    prompt_tokens: int
+    truncated: bool
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of exactly what the model reads: the unit of "unchanged content" (invariant 6)."""
+        return content_hash(*(f"{m['role']}:{m['content']}" for m in self.messages))
+
+
+def build_prompt(title: str, text: str, input_token_budget: int) -> Prompt:
+    title = normalize_text(title)
+    title_tokens = count_tokens(title)
+    body = cut_to_token_budget(text, max(0, input_token_budget - title_tokens))
+    user = f"{title}\n\n{body.text}" if body.text else title
+    messages: list[ChatMessage] = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user},
+    ]
+    return Prompt(messages, estimate_prompt_tokens(messages), body.truncated)
+
+
+def build_training_example(prompt: Prompt, label: str) -> dict[str, list[ChatMessage]]:
+    """One line of a chat fine-tuning JSONL file: the live prompt plus the label as the answer."""
+    return {"messages": [*prompt.messages, {"role": "assistant", "content": label}]}
+
+
+def estimate_prompt_tokens(messages: list[ChatMessage]) -> int:
+    return TOKENS_PER_REPLY + sum(TOKENS_PER_MESSAGE + count_tokens(m["content"]) for m in messages)

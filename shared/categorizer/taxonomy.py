@@ -1,0 +1,160 @@
+"""Taxonomies: label number 0–999 ↔ category id ↔ name (DESIGN.md invariant 2).
+
+A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name}]}`)
+or TSV (header `label<TAB>id<TAB>name`, version from the file name). Every label must be
+the canonical decimal form of 0–999, which o200k_base encodes as exactly one token.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from categorizer.errors import TaxonomyError
+from categorizer.tokens import single_token_id
+
+MAX_CATEGORIES = 1000
+MAX_LOGIT_BIAS_KEYS = 1024  # the chat completions API's limit
+BUNDLED_DIR = Path(__file__).parent / "taxonomies"
+
+
+class Category(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    id: str
+    name: str
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: str = Field(min_length=1, max_length=64)
+    name: str = ""
+    attribution: str = ""
+    categories: tuple[Category, ...]
+
+    @functools.cached_property
+    def by_label(self) -> dict[str, Category]:
+        return {c.label: c for c in self.categories}
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Category]:
+        return {c.id: c for c in self.categories}
+
+    @functools.cached_property
+    def label_token_ids(self) -> dict[str, int]:
+        return {c.label: _label_token_id(c.label) for c in self.categories}
+
+    def logit_bias(self, bias: int) -> dict[str, int] | None:
+        """Raise every label token, where the API allows that many keys; None otherwise."""
+        if bias == 0 or len(self.categories) > MAX_LOGIT_BIAS_KEYS:
+            return None
+        return {str(token_id): bias for token_id in self.label_token_ids.values()}
+
+
+def _label_token_id(label: str) -> int:
+    token_id = single_token_id(label)
+    if token_id is None:  # validated on load; kept as a guard for hand-built instances
+        raise TaxonomyError(f"label {label!r} is not a single o200k_base token")
+    return token_id
+
+
+def build_taxonomy(
+    version: str, rows: Iterable[Mapping[str, Any]], *, name: str = "", attribution: str = ""
+) -> Taxonomy:
+    """Validate rows and build a taxonomy; every error names the row (1-based) and its id."""
+    categories: list[Category] = []
+    seen_labels: dict[str, int] = {}
+    seen_ids: dict[str, int] = {}
+    for row_number, row in enumerate(rows, start=1):
+        label = str(row.get("label", ""))
+        category_id = str(row.get("id", "")).strip()
+        category_name = str(row.get("name", "")).strip()
+        where = f"row {row_number} (id {category_id!r})"
+        if not category_id:
+            raise TaxonomyError(f"row {row_number}: the category id is empty")
+        if not category_name:
+            raise TaxonomyError(f"{where}: the category name is empty")
+        if label != label.strip():
+            raise TaxonomyError(
+                f"{where}: label {label!r} has surrounding whitespace; labels carry no spaces"
+            )
+        if not label.isascii() or not label.isdigit():
+            raise TaxonomyError(f"{where}: label {label!r} is not a number 0–999")
+        if int(label) > 999:
+            raise TaxonomyError(f"{where}: label {label!r} is outside 0–999")
+        if str(int(label)) != label:
+            raise TaxonomyError(f"{where}: label {label!r} has leading zeros; write {int(label)}")
+        if single_token_id(label) is None:
+            raise TaxonomyError(f"{where}: label {label!r} is not a single o200k_base token")
+        if label in seen_labels:
+            raise TaxonomyError(
+                f"{where}: duplicate label {label!r} (first used in row {seen_labels[label]})"
+            )
+        if category_id in seen_ids:
+            raise TaxonomyError(f"{where}: duplicate category id (first used in row {seen_ids[category_id]})")
+        seen_labels[label] = row_number
+        seen_ids[category_id] = row_number
+        categories.append(Category(label=label, id=category_id, name=category_name))
+    if not categories:
+        raise TaxonomyError(f"taxonomy {version!r} has no categories")
+    if len(categories) > MAX_CATEGORIES:
+        raise TaxonomyError(
+            f"taxonomy {version!r} has {len(categories)} categories; at most {MAX_CATEGORIES}"
+        )
+    return Taxonomy(version=version, name=name, attribution=attribution, categories=tuple(categories))
+
+
+def load_taxonomy_file(path: Path) -> Taxonomy:
+    try:
+        if path.suffix == ".tsv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                return build_taxonomy(path.stem, csv.DictReader(handle, delimiter="\t"))
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TaxonomyError(f"cannot read taxonomy file {path}: {error}") from error
+    if not isinstance(document, dict) or not isinstance(document.get("categories"), list):
+        raise TaxonomyError(f"{path}: expected an object with a 'categories' list")
+    return build_taxonomy(
+        str(document.get("version") or path.stem),
+        document["categories"],
+        name=str(document.get("name", "")),
+        attribution=str(document.get("attribution", "")),
+    )
+
+
+@functools.cache
+def bundled_taxonomy(version: str) -> Taxonomy:
+    """A taxonomy shipped in the layer, by version (the active-model record names it)."""
+    for path in sorted(BUNDLED_DIR.glob("*.json")):
+        taxonomy = load_taxonomy_file(path)
+        if taxonomy.version == version:
+            return taxonomy
+    known = ", ".join(sorted(load_taxonomy_file(p).version for p in BUNDLED_DIR.glob("*.json")))
+    raise TaxonomyError(f"unknown taxonomy version {version!r}; bundled: {known}")
+
+
+def iab_tsv_to_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of the IAB Content Taxonomy 3.1 TSV as {label, id, name}, labels in file order.
+
+    The name is the tier path ("Attractions > Amusement and Theme Parks"), so sibling names
+    stay distinct for people reading results.
+    """
+    rows: list[dict[str, str]] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        next(reader)  # the file has two header rows
+        next(reader)
+        for record in reader:
+            if not record or not record[0].strip():
+                continue
+            tiers = [tier.strip() for tier in record[3:7] if tier.strip()]
+            rows.append({"label": str(len(rows)), "id": record[0].strip(), "name": " > ".join(tiers)})
+    return rows

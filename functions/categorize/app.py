@@ -50,19 +50,23 @@ async def _observe_openai_response(response: httpx2.Response) -> None:
         metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
 
 
-openai_clients = OpenAIClientProvider(settings, on_response=_observe_openai_response)
-service = CategorizeService(
-    ResultStore(boto3.resource("dynamodb").Table(settings.results_table_name)),
-    OpenAIClassifier(
-        openai_clients,
-        top_k=settings.top_k,
-        label_logit_bias=settings.label_logit_bias,
-        prices=Prices.from_env(),
-        limiter=limiter,
-    ),
-    input_token_budget=settings.input_token_budget,
-    low_confidence_threshold=settings.low_confidence_threshold,
-)
+def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> CategorizeService:
+    """The domain service with its adapters; tests and benchmarks pass an HTTP transport."""
+    return CategorizeService(
+        ResultStore(boto3.resource("dynamodb").Table(settings.results_table_name)),
+        OpenAIClassifier(
+            OpenAIClientProvider(settings, on_response=_observe_openai_response, transport=openai_transport),
+            top_k=settings.top_k,
+            label_logit_bias=settings.label_logit_bias,
+            prices=Prices.from_env(),
+            limiter=limiter,
+        ),
+        input_token_budget=settings.input_token_budget,
+        low_confidence_threshold=settings.low_confidence_threshold,
+    )
+
+
+service = build_service()
 dead_letters = DeadLetterQueue(boto3.client("sqs"), settings.dlq_url)
 processor = AsyncBatchProcessor(event_type=EventType.SQS)
 
@@ -77,9 +81,7 @@ def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int
         receive_count=receive_count,
     )
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
-    logger.warning(
-        "dead-lettered", extra={"message_id": record.message_id, "reason": reason, "detail": redact(detail)}
-    )
+    logger.warning("dead-lettered", extra={"message_id": record.message_id, "reason": reason, "detail": redact(detail)})
 
 
 def _record_outcome(article: ArticleEvent, outcome: Outcome) -> None:
@@ -144,6 +146,8 @@ async def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    if not event.get("Records"):  # Powertools rejects an empty batch as an unknown event type
+        return {"batchItemFailures": []}
     return async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

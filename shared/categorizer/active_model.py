@@ -23,9 +23,7 @@ def read_active_model(parameter_name: str, max_age_seconds: int) -> ActiveModel:
 
 
 def write_active_model(ssm: SSMClient, parameter_name: str, record: ActiveModel) -> int:
-    response = ssm.put_parameter(
-        Name=parameter_name, Value=record.model_dump_json(), Type="String", Overwrite=True
-    )
+    response = ssm.put_parameter(Name=parameter_name, Value=record.model_dump_json(), Type="String", Overwrite=True)
     return response["Version"]
 
 

@@ -53,3 +53,14 @@ class CategorizeSettings(OpenAISettings):
     # The planner's per-instance share of the account's limits; 0 turns that limit off.
     requests_per_minute: float = Field(default=0, alias="INSTANCE_REQUESTS_PER_MINUTE", ge=0)
     tokens_per_minute: float = Field(default=0, alias="INSTANCE_TOKENS_PER_MINUTE", ge=0)
+
+
+class IngestSettings(EnvSettings):
+    article_queue_url: str = Field(alias="ARTICLE_QUEUE_URL", min_length=1)
+    webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
+    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+    # Replay window: a signed request older (or further in the future) than this is refused.
+    signature_tolerance_seconds: int = Field(default=300, alias="SIGNATURE_TOLERANCE_SECONDS", ge=1, le=3600)
+    # Lambda's synchronous payload limit is 6 MB; keep well below it.
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024, le=5_000_000)
+    max_batch_items: int = Field(default=100, alias="MAX_BATCH_ITEMS", ge=1, le=500)

@@ -34,9 +34,7 @@ ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID)]
 def _reject_control_characters(value: str) -> str:
     match = _CONTROL_CHARS.search(value)
     if match:
-        raise ValueError(
-            f"contains the control character U+{ord(match.group()):04X} at offset {match.start()}"
-        )
+        raise ValueError(f"contains the control character U+{ord(match.group()):04X} at offset {match.start()}")
     return value
 
 

@@ -55,9 +55,7 @@ class OpenAIClientProvider:
         return self._client
 
     def _create(self) -> openai.AsyncOpenAI:
-        secret = parameters.get_secret(
-            self._settings.openai_secret_arn, max_age=self._settings.secret_cache_seconds
-        )
+        secret = parameters.get_secret(self._settings.openai_secret_arn, max_age=self._settings.secret_cache_seconds)
         http_client = openai.DefaultAsyncHttpx2Client(
             transport=self._transport,
             event_hooks={"response": [self._on_response]} if self._on_response else None,

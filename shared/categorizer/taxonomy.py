@@ -83,9 +83,7 @@ def build_taxonomy(
         if not category_name:
             raise TaxonomyError(f"{where}: the category name is empty")
         if label != label.strip():
-            raise TaxonomyError(
-                f"{where}: label {label!r} has surrounding whitespace; labels carry no spaces"
-            )
+            raise TaxonomyError(f"{where}: label {label!r} has surrounding whitespace; labels carry no spaces")
         if not label.isascii() or not label.isdigit():
             raise TaxonomyError(f"{where}: label {label!r} is not a number 0–999")
         if int(label) > 999:
@@ -95,9 +93,7 @@ def build_taxonomy(
         if single_token_id(label) is None:
             raise TaxonomyError(f"{where}: label {label!r} is not a single o200k_base token")
         if label in seen_labels:
-            raise TaxonomyError(
-                f"{where}: duplicate label {label!r} (first used in row {seen_labels[label]})"
-            )
+            raise TaxonomyError(f"{where}: duplicate label {label!r} (first used in row {seen_labels[label]})")
         if category_id in seen_ids:
             raise TaxonomyError(f"{where}: duplicate category id (first used in row {seen_ids[category_id]})")
         seen_labels[label] = row_number
@@ -106,9 +102,7 @@ def build_taxonomy(
     if not categories:
         raise TaxonomyError(f"taxonomy {version!r} has no categories")
     if len(categories) > MAX_CATEGORIES:
-        raise TaxonomyError(
-            f"taxonomy {version!r} has {len(categories)} categories; at most {MAX_CATEGORIES}"
-        )
+        raise TaxonomyError(f"taxonomy {version!r} has {len(categories)} categories; at most {MAX_CATEGORIES}")
     return Taxonomy(version=version, name=name, attribution=attribution, categories=tuple(categories))
 
 

@@ -1,0 +1,229 @@
+"""CategorizeFunction end to end in one process: moto for AWS, an HTTP-level OpenAI mock."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from types import ModuleType
+from typing import Any
+
+import httpx2
+import pytest
+
+from categorizer.active_model import write_active_model
+from categorizer.models import ActiveModel
+from categorizer.taxonomy import bundled_taxonomy
+from tests.unit.categorize.conftest import (
+    MODEL_ID,
+    TAXONOMY_VERSION,
+    FakeContext,
+    FakeOpenAI,
+    Stack,
+    article,
+    sqs_event,
+)
+
+
+def invoke(app: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = app.lambda_handler(event, FakeContext())
+    return response
+
+
+def failed_ids(response: dict[str, Any]) -> set[str]:
+    return {item["itemIdentifier"] for item in response["batchItemFailures"]}
+
+
+def test_batch_of_english_and_japanese_articles_is_categorised(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN an English and a Japanese article
+    japanese = article(
+        "ja-1",
+        title="新型スマートフォンが発表、電池持ちが大幅に向上",
+        body="大手メーカーは本日、新しいスマートフォンを発表した。処理性能は前機種の二倍。",
+        language="ja",
+    )
+    # WHEN the batch is handled
+    response = invoke(categorize, sqs_event(article("en-1"), japanese))
+    # THEN both rows exist, with the top-1 label and renormalised top-k
+    assert response == {"batchItemFailures": []}
+    taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
+    for article_id in ("en-1", "ja-1"):
+        row = stack.row(article_id)
+        assert row is not None
+        assert row["label"] == "3"
+        assert row["category_id"] == taxonomy.by_label["3"].id
+        assert row["model_id"] == MODEL_ID
+        assert sum(Decimal(str(p["probability"])) for p in row["top_k"]) == pytest.approx(Decimal(1))
+        assert float(row["coverage"]) == pytest.approx(0.95)
+    assert (
+        "新型スマートフォン" in fake_openai.requests[1]["messages"][-1]["content"]
+        or "新型スマートフォン" in (fake_openai.requests[0]["messages"][-1]["content"])
+    )
+
+
+def test_request_asks_for_one_token_with_logprobs_and_label_bias(
+    categorize: ModuleType, fake_openai: FakeOpenAI
+) -> None:
+    # WHEN one article is categorised
+    invoke(categorize, sqs_event(article()))
+    # THEN the request is the one-token, top-k logprobs request of DESIGN.md invariant 3
+    request = fake_openai.requests[0]
+    assert request["model"] == MODEL_ID
+    assert request["max_tokens"] == 1
+    assert request["temperature"] == 0
+    assert request["logprobs"] is True
+    assert request["top_logprobs"] == 5
+    taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
+    assert set(request["logit_bias"]) == {str(t) for t in taxonomy.label_token_ids.values()}
+    assert request["messages"][0]["role"] == "system"
+
+
+def test_poison_message_goes_to_dlq_at_once_with_reason(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN a batch with one message that can never validate (no title) and one good one
+    event = sqs_event(article("bad", title=""), article("good"))
+    # WHEN handled on its first receive
+    response = invoke(categorize, event)
+    # THEN the poison message is in the DLQ with its reason, and is not retried
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "validation_error"
+    assert "title" in message["MessageAttributes"]["detail"]["StringValue"]
+    assert json.loads(message["Body"])["article_id"] == "bad"
+    assert stack.row("good") is not None
+    assert len(fake_openai.requests) == 1
+
+
+def test_malformed_json_goes_to_dlq(categorize: ModuleType, stack: Stack) -> None:
+    response = invoke(categorize, sqs_event("{not json"))
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "validation_error"
+    assert message["Body"] == "{not json"
+
+
+def test_rate_limited_request_is_retried_then_succeeds(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN OpenAI answers 429 (retry-after-ms) once, then normally
+    fake_openai.scripted["THROTTLED"] = [
+        httpx2.Response(
+            429,
+            headers={"retry-after-ms": "20", "x-ratelimit-remaining-requests": "0"},
+            json={"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+        )
+    ]
+    # WHEN the article is handled
+    response = invoke(categorize, sqs_event(article("t-1", title="THROTTLED market update")))
+    # THEN the SDK retried and the result landed
+    assert response == {"batchItemFailures": []}
+    assert fake_openai.calls_for("THROTTLED") == 2
+    assert stack.row("t-1") is not None
+
+
+def test_persistent_server_error_fails_only_that_record(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN OpenAI always answers 500 for one article
+    fake_openai.always["FAIL-500"] = httpx2.Response(
+        500, json={"error": {"message": "boom", "type": "server_error", "code": None}}
+    )
+    event = sqs_event(article("ok-1"), article("bad-1", title="FAIL-500 story"), article("ok-2"))
+    # WHEN the batch is handled
+    response = invoke(categorize, event)
+    # THEN only that record is a batch item failure; the others are stored; nothing dead-lettered yet
+    assert failed_ids(response) == {event["Records"][1]["messageId"]}
+    assert stack.row("ok-1") is not None and stack.row("ok-2") is not None
+    assert stack.row("bad-1") is None
+    assert stack.dlq_messages() == []
+    assert fake_openai.calls_for("FAIL-500") == 3  # the first try and the SDK's 2 retries
+
+
+def test_transient_failure_on_last_receive_is_dead_lettered_with_reason(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN a record on its last allowed receive (MAX_RECEIVE_COUNT=3) and OpenAI still failing
+    fake_openai.always["FAIL-503"] = httpx2.Response(503, json={"error": {"message": "overloaded", "type": "x"}})
+    # WHEN handled
+    response = invoke(categorize, sqs_event(article("late", title="FAIL-503 news"), receive_count=3))
+    # THEN it is not lost: the DLQ holds it with the reason
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted"
+    assert "InternalServerError" in message["MessageAttributes"]["detail"]["StringValue"]
+
+
+def test_answer_without_any_valid_label_is_dead_lettered(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.answer = lambda request: [(" six", 0.6), ("1000", 0.3), ("abc", 0.1)]
+    response = invoke(categorize, sqs_event(article("junk")))
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "no_valid_label"
+    assert stack.row("junk") is None
+
+
+def test_empty_batch(categorize: ModuleType, fake_openai: FakeOpenAI) -> None:
+    assert invoke(categorize, {"Records": []}) == {"batchItemFailures": []}
+    assert fake_openai.requests == []
+
+
+def test_older_version_never_replaces_newer(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+    # GIVEN version 2 is stored
+    invoke(categorize, sqs_event(article("v", version=2, body="Version two text about processors.")))
+    # WHEN version 1 arrives late
+    response = invoke(categorize, sqs_event(article("v", version=1, body="Version one text about football.")))
+    # THEN the row keeps version 2 and version 1 cost no OpenAI call
+    assert response == {"batchItemFailures": []}
+    row = stack.row("v")
+    assert row is not None and int(row["revision"]) == 2
+    assert len(fake_openai.requests) == 1
+
+
+def test_unchanged_content_is_not_sent_again(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+    # GIVEN an article already categorised with the active model
+    invoke(categorize, sqs_event(article("same", version=1)))
+    # WHEN it is redelivered, and then republished as version 2 with the same content
+    invoke(categorize, sqs_event(article("same", version=1)))
+    invoke(categorize, sqs_event(article("same", version=2)))
+    # THEN OpenAI was called once, and the row records the newest revision
+    assert len(fake_openai.requests) == 1
+    row = stack.row("same")
+    assert row is not None and int(row["revision"]) == 2
+
+
+def test_new_active_model_recategorises_unchanged_content(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    invoke(categorize, sqs_event(article("m")))
+    write_active_model(
+        stack.ssm, "/test/active-model", ActiveModel(model_id="ft:new", taxonomy_version=TAXONOMY_VERSION)
+    )
+    invoke(categorize, sqs_event(article("m")))
+    assert len(fake_openai.requests) == 2
+    row = stack.row("m")
+    assert row is not None and row["model_id"] == "ft:new"
+
+
+def test_low_confidence_is_marked_for_review(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.answer = lambda request: [("3", 0.4), ("7", 0.35), ("9", 0.25)]
+    invoke(categorize, sqs_event(article("unsure")))
+    row = stack.row("unsure")
+    assert row is not None and row["needs_review"] is True
+
+
+def test_html_body_is_sent_as_text_and_oversized_body_is_cut_to_budget(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+) -> None:
+    html = "<html><head><style>p{color:red}</style></head><body><p>Cup final &amp; penalties</p>"
+    html += "<script>track()</script></body></html>"
+    huge = "Stock markets rallied again today. " * 5000
+    invoke(categorize, sqs_event(article("h", body=html), article("big", body=huge)))
+    sent = [r["messages"][-1]["content"] for r in fake_openai.requests]
+    html_prompt = next(text for text in sent if "penalties" in text)
+    assert "Cup final & penalties" in html_prompt
+    assert "track()" not in html_prompt and "color" not in html_prompt
+    assert stack.row("big") is not None and stack.row("big")["truncated"] is True  # type: ignore[index]

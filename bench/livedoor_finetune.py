@@ -57,7 +57,10 @@ def main() -> None:
     categories = sorted({row["category"] for row in rows})
     label_of = {name: str(i) for i, name in enumerate(categories)}
 
-    train_x, train_y, test_x, test_y = [], [], [], []
+    train_x: list[str] = []
+    train_y: list[str] = []
+    test_x: list[str] = []
+    test_y: list[str] = []
     for row in rows:
         user = build_prompt(strip_tags(row["title"]), row["body"], args.budget).messages[-1]["content"]
         xs, ys = (train_x, train_y) if is_train(row["id"]) else (test_x, test_y)

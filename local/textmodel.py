@@ -1,6 +1,6 @@
 """A small text classifier, numpy only: what the offline OpenAI server "fine-tunes".
 
-Features are hashed character 1–3-grams (sublinear tf, idf, L2 norm), with the first line
+Features are hashed character 1–4-grams (sublinear tf, idf, L2 norm), with the first line
 (the article title in our prompts) hashed into its own feature space because a title says
 more per character than a body. The model is softmax regression trained by minibatch Adam
 with lazy (row-sparse) updates, so an epoch costs time in proportion to the text, not to
@@ -23,12 +23,16 @@ FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
 HASH_BITS = 22
-NGRAM_SIZES = (1, 2, 3)
+NGRAM_SIZES = (1, 2, 3, 4)
 # Weight-matrix cap (entries): with many labels keep the most frequent features only, so a
 # 700-label taxonomy stays at a few hundred MB at most.
 MAX_WEIGHTS = 24_000_000
+# Below this many training texts every feature is kept (tiny data sets have few repeats).
+MIN_DF_ROWS = 200
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_POSITION_KEYS = (np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9), np.uint64(0x27D4EB2F165667C5))
+_POSITION_KEYS = tuple(
+    np.uint64(k) for k in (0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0x85EBCA77C2B2AE63)
+)
 _TITLE_SALT = np.uint64(0xFF51AFD7ED558CCD)
 
 # Called after each epoch with (epoch, mean training loss); raising stops training (cancel).
@@ -37,10 +41,9 @@ EpochCallback = Callable[[int, float], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 32
-    learning_rate: float = 0.02
-    l2: float = 1e-6
+    epochs: int = 6
+    batch_size: int = 64
+    learning_rate: float = 0.04
     seed: int = 0
 
 
@@ -81,9 +84,7 @@ def featurize(texts: Sequence[str]) -> Csr:
     for row, text in enumerate(texts):
         norm = unicodedata.normalize("NFKC", text).lower()
         title, _, body = norm.partition("\n")
-        hashed = np.concatenate(
-            [_hash_ngrams(_codes(title), _TITLE_SALT), _hash_ngrams(_codes(body), np.uint64(0))]
-        )
+        hashed = np.concatenate([_hash_ngrams(_codes(title), _TITLE_SALT), _hash_ngrams(_codes(body), np.uint64(0))])
         ids, counts = np.unique(hashed.astype(np.int64), return_counts=True)
         all_ids.append(ids)
         all_counts.append(counts.astype(np.float32))
@@ -100,7 +101,8 @@ def _row_ids(indptr: IntArray) -> IntArray:
 def _softmax(logits: FloatArray) -> FloatArray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    proba: FloatArray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return proba
 
 
 @dataclass
@@ -114,8 +116,7 @@ class TextModel:
 
     def _tfidf(self, csr: Csr) -> tuple[IntArray, FloatArray, IntArray]:
         """(vocab column or -1, L2-normalised tf-idf value, row) per nonzero."""
-        pos = np.searchsorted(self.vocab, csr.indices)
-        pos = np.minimum(pos, len(self.vocab) - 1)
+        pos = np.minimum(np.searchsorted(self.vocab, csr.indices), len(self.vocab) - 1)
         known = self.vocab[pos] == csr.indices
         cols = np.where(known, pos, -1)
         values = (1.0 + np.log(csr.data)) * np.where(known, self.idf[pos], self.unseen_idf)
@@ -173,11 +174,40 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[IntA
 def _select_vocab(csr: Csr, n_labels: int) -> tuple[IntArray, IntArray]:
     """Hashed ids that get weights (capped by document frequency) and each one's df."""
     vocab, df = np.unique(csr.indices, return_counts=True)
+    # A feature seen in one training text only lets the model memorise that text.
+    if csr.n_rows >= MIN_DF_ROWS:
+        vocab, df = vocab[df >= 2], df[df >= 2]
     cap = max(1, MAX_WEIGHTS // max(n_labels, 1))
     if len(vocab) > cap:
         keep = np.sort(np.argsort(-df, kind="stable")[:cap])
         vocab, df = vocab[keep], df[keep]
     return vocab, df
+
+
+class _Adam:
+    """Adam with lazy updates: only the weight rows (features) a batch touches are read and moved."""
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, shape: tuple[int, ...], learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self.step = 0
+        self.m_w = np.zeros(shape, dtype=np.float32)
+        self.v_w = np.zeros(shape, dtype=np.float32)
+        self.m_b = np.zeros(shape[1], dtype=np.float32)
+        self.v_b = np.zeros(shape[1], dtype=np.float32)
+
+    def update(self, model: TextModel, rows: IntArray, grad: FloatArray, grad_b: FloatArray, scale: float) -> None:
+        self.step += 1
+        b1, b2 = self.beta1, self.beta2
+        lr = scale * self.learning_rate * math.sqrt(1 - b2**self.step) / (1 - b1**self.step)
+        m = b1 * self.m_w[rows] + (1 - b1) * grad
+        v = b2 * self.v_w[rows] + (1 - b2) * grad * grad
+        self.m_w[rows], self.v_w[rows] = m, v
+        model.weights[rows] -= lr * m / (np.sqrt(v) + self.eps)
+        self.m_b = b1 * self.m_b + (1 - b1) * grad_b
+        self.v_b = b2 * self.v_b + (1 - b2) * grad_b * grad_b
+        model.bias -= lr * self.m_b / (np.sqrt(self.v_b) + self.eps)
 
 
 def fit(
@@ -196,6 +226,8 @@ def fit(
 
     csr = featurize(texts)
     vocab, df = _select_vocab(csr, n_labels)
+    if not len(vocab):
+        raise ValueError("the training texts are all empty")
     n_docs = len(texts)
     idf = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
     model = TextModel(
@@ -206,49 +238,34 @@ def fit(
         weights=np.zeros((len(vocab), n_labels), dtype=np.float32),
         bias=np.zeros(n_labels, dtype=np.float32),
     )
-    cols, values, rows = model._tfidf(csr)
+    cols, values, _ = model._tfidf(csr)
 
     rng = np.random.default_rng(config.seed)
-    m_w = np.zeros_like(model.weights)
-    v_w = np.zeros_like(model.weights)
-    m_b = np.zeros_like(model.bias)
-    v_b = np.zeros_like(model.bias)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    step = 0
+    adam = _Adam(model.weights.shape, config.learning_rate)
+    total_steps = config.epochs * math.ceil(n_docs / config.batch_size)
     for epoch in range(1, config.epochs + 1):
         total_loss = 0.0
         for batch in _batches(n_docs, config.batch_size, rng):
-            starts, ends = csr.indptr[batch], csr.indptr[batch + 1]
-            lengths = ends - starts
-            take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-            b_cols, b_values = cols[take], values[take]
-            known = b_cols >= 0
-            b_cols, b_values = b_cols[known], b_values[known]
-            b_rows = np.repeat(np.arange(len(batch)), lengths)[known]
+            take = np.concatenate([np.arange(csr.indptr[i], csr.indptr[i + 1]) for i in batch])
+            known = cols[take] >= 0
+            b_cols, b_values = cols[take][known], values[take][known]
+            b_rows = np.repeat(np.arange(len(batch)), np.diff(csr.indptr)[batch])[known]
             b_indptr = np.concatenate([[0], np.cumsum(np.bincount(b_rows, minlength=len(batch)))])
+            targets = y[batch]
 
-            logits = model._logits(b_cols, b_values, b_indptr)
-            proba = _softmax(logits)
-            total_loss -= float(np.log(np.maximum(proba[np.arange(len(batch)), y[batch]], 1e-12)).sum())
+            proba = _softmax(model._logits(b_cols, b_values, b_indptr))
+            picked = proba[np.arange(len(batch)), targets]
+            total_loss -= float(np.log(np.maximum(picked, 1e-12)).sum())
             delta = proba
-            delta[np.arange(len(batch)), y[batch]] -= 1.0
+            delta[np.arange(len(batch)), targets] -= 1.0
             delta /= len(batch)
 
             touched, inverse = np.unique(b_cols, return_inverse=True)
-            grad = np.zeros((len(touched), n_labels), dtype=np.float32)
+            grad = np.empty((len(touched), n_labels), dtype=np.float32)
             for k in range(n_labels):
                 grad[:, k] = np.bincount(inverse, weights=b_values * delta[b_rows, k], minlength=len(touched))
-            grad += config.l2 * model.weights[touched]
-            grad_b = delta.sum(axis=0)
-
-            step += 1
-            lr = config.learning_rate * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-            m_w[touched] = beta1 * m_w[touched] + (1 - beta1) * grad
-            v_w[touched] = beta2 * v_w[touched] + (1 - beta2) * grad * grad
-            model.weights[touched] -= lr * m_w[touched] / (np.sqrt(v_w[touched]) + eps)
-            m_b[:] = beta1 * m_b + (1 - beta1) * grad_b
-            v_b[:] = beta2 * v_b + (1 - beta2) * grad_b * grad_b
-            model.bias -= lr * m_b / (np.sqrt(v_b) + eps)
+            # Linear decay to zero: more epochs converge instead of overfitting harder.
+            adam.update(model, touched, grad, delta.sum(axis=0), 1.0 - adam.step / total_steps)
         if on_epoch is not None:
             on_epoch(epoch, total_loss / n_docs)
     return model

@@ -45,7 +45,7 @@ limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
 
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
-    limiter.observe(response.headers)
+    limiter.observe(response.headers, response.status_code)
     if response.status_code == 429:
         metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
 
@@ -68,7 +68,9 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
 
 service = build_service()
 dead_letters = DeadLetterQueue(boto3.client("sqs"), settings.dlq_url)
-processor = AsyncBatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported record by record like any other, not raised:
+# raising makes it a function error whose message (the records' exceptions, unredacted) Lambda logs.
+processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:

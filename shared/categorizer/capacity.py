@@ -9,7 +9,7 @@ concurrently (one OpenAI call each), so an invocation lasts about one call, not 
     invocation_s       = latency_s + overhead_s
     concurrency        = ceil(limit_rpm / 60 × invocation_s / batch_size)
     MaximumConcurrency = min(1000, max(2, concurrency))               (Lambda's SQS bounds)
-    ReservedConcurrency = MaximumConcurrency                          (≥ it, or SQS throttles into the DLQ)
+    ReservedConcurrency = MaximumConcurrency                          (one template parameter: never below it)
     per-instance RPM   = budget_rpm / ReservedConcurrency
     per-instance TPM   = headroom × TPM / ReservedConcurrency
 
@@ -88,8 +88,8 @@ class CapacityPlan(BaseModel):
         """The capacity part of `sam deploy --parameter-overrides` (the secret ARN is the user's)."""
         values = {
             "BatchSize": self.inputs.batch_size,
+            # The template sets the event source's MaximumConcurrency to this same value.
             "ReservedConcurrency": self.reserved_concurrency,
-            "MaximumConcurrency": self.maximum_concurrency,
             "InstanceRequestsPerMinute": self.instance_requests_per_minute,
             "InstanceTokensPerMinute": self.instance_tokens_per_minute,
         }

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import openai
-from openai import AsyncOpenAI, omit
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from categorizer.decoding import Decoded, decode_top_logprobs
@@ -61,7 +61,9 @@ class OpenAIClassifier:
                 temperature=0,
                 logprobs=True,
                 top_logprobs=self._top_k,
-                logit_bias=logit_bias if logit_bias else omit,
+                # Sent as raw JSON: the SDK's typed transform of a 704-key dict costs ~2 ms
+                # of CPU per request, a quarter of the handler's (make bench-overhead).
+                extra_body={"logit_bias": logit_bias} if logit_bias else None,
             )
         except openai.APIStatusError as error:
             if error.status_code in _PERMANENT_STATUS:

@@ -64,3 +64,21 @@ class IngestSettings(EnvSettings):
     # Lambda's synchronous payload limit is 6 MB; keep well below it.
     max_request_bytes: int = Field(default=4 * 1024 * 1024, alias="MAX_REQUEST_BYTES", ge=1024, le=5_000_000)
     max_batch_items: int = Field(default=100, alias="MAX_BATCH_ITEMS", ge=1, le=500)
+
+
+class FineTuneSettings(OpenAISettings):
+    """The fine-tuning pipeline's task functions (one settings class: they share one module)."""
+
+    pipeline_bucket: str = Field(alias="PIPELINE_BUCKET", min_length=3)
+    labels_prefix: str = Field(default="labels/", alias="LABELS_PREFIX")
+    runs_prefix: str = Field(default="runs/", alias="RUNS_PREFIX")
+    active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
+    cost_guard_usd: float = Field(alias="COST_GUARD_USD", ge=0)
+    # Must equal the categorize function's values: training prompts are cut like live ones.
+    input_token_budget: int = Field(default=DEFAULT_INPUT_TOKEN_BUDGET, alias="INPUT_TOKEN_BUDGET", ge=16)
+    top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
+    label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
+    eval_concurrency: int = Field(default=8, alias="EVAL_CONCURRENCY", ge=1, le=64)
+    max_example_tokens: int = Field(default=65_536, alias="MAX_EXAMPLE_TOKENS", ge=16)
+    file_wait_seconds: float = Field(default=600, alias="FILE_WAIT_SECONDS", gt=0)
+    file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)

@@ -125,3 +125,55 @@ class EvaluationMetrics(BaseModel):
     coverage: float
     no_valid_label: int
     eval_cost_usd: float
+
+
+class DatasetRef(BaseModel):
+    manifest: str
+    train: str
+    validation: str
+    counts: dict[str, int]
+    estimated_cost_usd: float
+    classes_with_too_few_examples: list[str]
+
+
+class FilesRef(BaseModel):
+    training_file: str
+    validation_file: str
+
+
+class JobState(BaseModel):
+    job_id: str
+    status: str
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    error: dict[str, str | None] | None = None
+    cause: str = ""  # the Fail state's cause when the job failed or was cancelled
+    polls: int = 0
+    reused: bool = False
+
+
+class Decision(BaseModel):
+    promote: bool
+    reason: str
+    active_model_id: str | None = None
+    active_top1: float | None = None
+
+
+class EvaluationRef(BaseModel):
+    report: str
+    model_id: str
+    metrics: EvaluationMetrics
+    comparison: Decision
+
+
+class PipelineState(BaseModel):
+    """The state machine's data as the tasks read it (each task adds its own key)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run: RunInfo
+    config: PipelineConfig
+    dataset: DatasetRef
+    files: FilesRef | None = None
+    job: JobState | None = None
+    evaluation: EvaluationRef | None = None

@@ -1,0 +1,136 @@
+"""`python -m local {demo,up,invoke}`: the offline stack's commands (docs/offline.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from local.stack import REPO_ROOT, STATE_FILE, OfflineStack, StackOptions
+
+# The categorizer package is the Lambda layer (shared/): on the path, as the layer would be.
+if str(REPO_ROOT / "shared") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "shared"))
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def invoke(args: argparse.Namespace) -> int:
+    """Like `sam local invoke`: the response on stdout, the function's logs on stderr."""
+    from local.demo_run import ensure_active_model
+
+    event = json.loads(Path(args.event).read_text(encoding="utf-8")) if args.event else {}
+    overrides = _pairs(args.env)
+    stack = OfflineStack.attach()
+    owned = stack is None
+    if stack is None:
+        _log("no running stack (make local-up): starting one for this invocation")
+        options = StackOptions(parameter_overrides=_pairs(args.parameter_overrides))
+        stack = OfflineStack.start(options, progress=lambda line: _log(f"  {line}"))
+    elif args.parameter_overrides:
+        raise SystemExit("--parameter-overrides needs a fresh stack: stop `make local-up` first")
+    try:
+        if owned:
+            ensure_active_model(stack)
+        invocation = stack.invoke(args.function, event, overrides, log_path=Path("/dev/stderr"))
+    finally:
+        if owned:
+            stack.stop()
+    _log(f"REPORT RequestId: {invocation.request_id} Duration: {invocation.duration_ms:.2f} ms")
+    print(json.dumps(invocation.payload, indent=2, ensure_ascii=False))
+    return 1 if invocation.error else 0
+
+
+def up(args: argparse.Namespace) -> int:
+    """Start the stack and keep it running (pollers, HTTP APIs) until Ctrl-C."""
+    from local.demo_run import ensure_active_model
+
+    options = StackOptions(
+        parameter_overrides=_pairs(args.parameter_overrides), queue_visibility_timeout=args.visibility_timeout
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with OfflineStack.start(options) as stack:
+        print("fine-tuning a demo model so the functions have one to use …", flush=True)
+        ensure_active_model(stack)
+        urls = stack.serve_http_apis()
+        stack.start_pollers()
+        stack.write_state()
+        outputs = stack.provisioned.outputs
+        aws = stack.endpoints.aws_endpoint_url
+        print("\nthe offline stack is up (Ctrl-C to stop)")
+        print(f"  AWS (moto):        {aws}   (AWS_ENDPOINT_URL; any credentials)")
+        print(f"  OpenAI-compatible: {stack.endpoints.openai_base_url}")
+        for api, url in urls.items():
+            print(f"  {api}:{' ' * max(1, 18 - len(api))}{url}")
+        for name, value in outputs.items():
+            print(f"  {name}: {value}")
+        print(f"  state: {STATE_FILE}   logs: {options.state_dir / 'logs'}/")
+        print("\ntry:")
+        print("  .venv/bin/python -m local invoke CategorizeFunction -e events/sqs-batch.json")
+        if "IngestApi" in urls:
+            print(
+                f"  WEBHOOK_SECRET_ARN={stack.provisioned.parameters.get('WebhookSecretArn', '')} "
+                f"AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \\\n"
+                f"    .venv/bin/python -m tools publish local/demo/articles.jsonl --url {urls['IngestApi']}/articles"
+            )
+        print(
+            f"  AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "
+            f"aws dynamodb scan --table-name {outputs.get('ResultsTableName', '')}",
+            flush=True,
+        )
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            STATE_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def demo(_: argparse.Namespace) -> int:
+    from local.demo_run import run
+
+    return run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="the offline walk-through (make demo)").set_defaults(run=demo)
+
+    up_parser = commands.add_parser("up", help="keep the offline stack running (make local-up)")
+    up_parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    up_parser.add_argument(
+        "--visibility-timeout", type=int, default=None, help="seconds; overrides the template's queues"
+    )
+    up_parser.set_defaults(run=up)
+
+    invoke_parser = commands.add_parser("invoke", help="run one function once, like `sam local invoke`")
+    invoke_parser.add_argument("function", help="the function's logical id in template.yaml")
+    invoke_parser.add_argument("-e", "--event", help="event JSON file (events/…)")
+    invoke_parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra environment")
+    invoke_parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    invoke_parser.set_defaults(run=invoke)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

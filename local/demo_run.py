@@ -1,0 +1,279 @@
+"""`make demo`: the whole system offline, start to finish, with a results table.
+
+1. start the offline stack (moto + the OpenAI-compatible server + template.yaml's resources);
+2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-1) into training
+   and held-out articles, fine-tune on the training part, activate the model;
+3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
+   categorised by CategorizeFunction behind the Lambda-like SQS poller into ResultsTable;
+4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+
+from categorizer.active_model import write_active_model
+from categorizer.finetune.dataset import build_dataset, estimate_tokens, to_jsonl
+from categorizer.finetune.models import LabelledArticle
+from categorizer.ingest import webhook_secrets
+from categorizer.models import ActiveModel, CategorizationResult
+from categorizer.pricing import Prices
+from categorizer.taxonomy import Taxonomy, bundled_taxonomy
+from local.stack import OfflineStack, StackOptions
+from tools.publish import publish
+
+CORPUS = Path(__file__).resolve().parent / "demo" / "articles.jsonl"
+TAXONOMY_VERSION = "demo-1"
+HELD_OUT_FRACTION = 0.25
+SEED = 7
+BASE_MODEL = "gpt-4o-mini-2024-07-18"
+N_EPOCHS = 3
+INPUT_TOKEN_BUDGET = 512
+# A reported failure comes back after this long instead of the template's 200 s.
+DEMO_VISIBILITY_TIMEOUT = 20
+DRAIN_TIMEOUT_SECONDS = 90
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def load_corpus(path: Path = CORPUS) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def split_corpus(
+    articles: Sequence[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stratified by category and seeded: (training, held out)."""
+    by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for article in articles:
+        by_category[article["category_id"]].append(article)
+    rng = random.Random(seed)
+    train: list[dict[str, Any]] = []
+    held_out: list[dict[str, Any]] = []
+    for category in sorted(by_category):
+        group = list(by_category[category])
+        rng.shuffle(group)
+        n_held_out = round(len(group) * fraction)
+        held_out.extend(group[:n_held_out])
+        train.extend(group[n_held_out:])
+    return train, held_out
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    model_id: str
+    job_id: str
+    trained_tokens: int
+    training_examples: int
+
+
+def fine_tune(
+    stack: OfflineStack,
+    train: Sequence[dict[str, Any]],
+    taxonomy: Taxonomy,
+    report: Callable[[str], None] = say,
+) -> FineTuned:
+    """Fine-tune on the training articles and return the model (the one place step 2 happens)."""
+    dataset = build_dataset(
+        [LabelledArticle.model_validate(article) for article in train],
+        taxonomy,
+        input_token_budget=INPUT_TOKEN_BUDGET,
+        validation_fraction=0.0,
+        seed=SEED,
+        min_examples_per_class=1,
+    )
+    estimate = estimate_tokens(dataset, N_EPOCHS, Prices.from_env(), max_example_tokens=65_536)
+    client = openai.OpenAI(base_url=stack.endpoints.openai_base_url, api_key=stack.openai_api_key)
+    training_file = client.files.create(file=("demo-train.jsonl", to_jsonl(dataset.train)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=BASE_MODEL,
+        training_file=training_file.id,
+        suffix="demo",
+        hyperparameters={"n_epochs": N_EPOCHS},
+    )
+    report(f"  job {job.id}: {len(dataset.train)} examples, ~{estimate.billed_training_tokens:,} billed tokens")
+    seen: set[str] = set()
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        time.sleep(0.5)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        for event in reversed(client.fine_tuning.jobs.list_events(job.id, limit=20).data):
+            if event.id not in seen:
+                seen.add(event.id)
+                report(f"  {event.message}")
+    if job.status != "succeeded" or not job.fine_tuned_model:
+        raise RuntimeError(f"fine-tuning job {job.id} ended {job.status}: {job.error}")
+    return FineTuned(
+        model_id=job.fine_tuned_model,
+        job_id=job.id,
+        trained_tokens=job.trained_tokens or estimate.billed_training_tokens,
+        training_examples=len(dataset.train),
+    )
+
+
+def activate(stack: OfflineStack, tuned: FineTuned, taxonomy: Taxonomy) -> str:
+    """Write the active-model record the categorize function reads; returns the parameter name."""
+    parameter = stack.provisioned.parameters["ActiveModelParameterName"]
+    record = ActiveModel(model_id=tuned.model_id, taxonomy_version=taxonomy.version, job_id=tuned.job_id)
+    write_active_model(stack.client("ssm"), parameter, record)
+    return parameter
+
+
+def ensure_active_model(stack: OfflineStack) -> None:
+    """Give a fresh stack a model (trained on the whole demo corpus) unless one is active."""
+    parameter = stack.provisioned.parameters["ActiveModelParameterName"]
+    ssm = stack.client("ssm")
+    try:
+        ssm.get_parameter(Name=parameter)
+        return
+    except ssm.exceptions.ParameterNotFound:
+        pass
+    taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
+    tuned = fine_tune(stack, load_corpus(), taxonomy, report=lambda line: print(line, file=sys.stderr))
+    activate(stack, tuned, taxonomy)
+
+
+def publish_articles(stack: OfflineStack, articles: Sequence[dict[str, Any]]) -> int:
+    """Send articles the way the CMS does: signed webhook batches to POST /articles."""
+    url = stack.http_api_urls["IngestApi"] + "/articles"
+    secret_value = stack.client("secretsmanager").get_secret_value(
+        SecretId=stack.provisioned.parameters["WebhookSecretArn"]
+    )["SecretString"]
+    events = [{key: value for key, value in a.items() if key != "category_id"} for a in articles]
+    batches = (events[start : start + 25] for start in range(0, len(events), 25))
+    with httpx2.Client(timeout=30.0) as client:
+        summary = publish(client, url, webhook_secrets(secret_value)[0], batches)
+    if summary.rejected or summary.failed:
+        raise RuntimeError(f"the ingest endpoint did not accept every article: {summary.to_json()}")
+    return summary.accepted
+
+
+def _cut(text: str, width: int) -> str:
+    """Truncate to a display width (CJK characters take two columns) and pad."""
+    out, used = "", 0
+    for char in text:
+        w = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if used + w > width - 1 and len(text) > len(out) + 1:
+            out += "…"
+            used += 1
+            break
+        out += char
+        used += w
+    return out + " " * max(0, width - used)
+
+
+def results_report(
+    results: dict[str, CategorizationResult], held_out: Sequence[dict[str, Any]], taxonomy: Taxonomy
+) -> tuple[list[str], int]:
+    """Table lines and the number of correct top-1 answers."""
+    lines = [f"  {_cut('title', 44)} {_cut('category', 14)} {'conf':>5}  top-3", "  " + "-" * 110]
+    correct = 0
+    for article in held_out:
+        row = results.get(article["article_id"])
+        if row is None:
+            lines.append(f"  {_cut(article['title'], 44)} (no result)")
+            continue
+        ok = row.category_id == article["category_id"]
+        correct += ok
+        top3 = ", ".join(f"{p.name} {p.probability:.2f}" for p in row.top_k[:3])
+        mark = "✓" if ok else f"✗ (is {taxonomy.by_id[article['category_id']].name})"
+        lines.append(
+            f"  {_cut(article['title'], 44)} {_cut(row.category_name, 14)} {row.probability:5.2f}  {top3}  {mark}"
+        )
+    return lines, correct
+
+
+def run() -> int:
+    started = time.monotonic()
+    taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
+    corpus = load_corpus()
+    train, held_out = split_corpus(corpus, HELD_OUT_FRACTION, SEED)
+    prices = Prices.from_env()
+
+    say("[1/4] starting the offline stack")
+    options = StackOptions(queue_visibility_timeout=DEMO_VISIBILITY_TIMEOUT)
+    with OfflineStack.start(options, progress=lambda line: say(f"  {line}")) as stack:
+        languages = sorted({a["language"] for a in corpus})
+        say(
+            f"  taxonomy {taxonomy.version}: {len(taxonomy.categories)} categories; corpus: {len(corpus)} "
+            f"articles ({', '.join(languages)}), {len(train)} for training, {len(held_out)} held out"
+        )
+
+        say("[2/4] fine-tuning through the local OpenAI-compatible server")
+        tuned = fine_tune(stack, train, taxonomy)
+        parameter = activate(stack, tuned, taxonomy)
+        say(f"  active model: {tuned.model_id} ({parameter})")
+
+        say("[3/4] publishing the held-out articles through the CMS webhook")
+        stack.serve_http_apis()
+        stack.start_pollers()
+        publish_started = time.monotonic()
+        accepted = publish_articles(stack, held_out)
+        say(f"  POST /articles accepted {accepted}; CategorizeFunction is working through the queue")
+        last = [-1]
+
+        def show(depth: int) -> None:
+            if depth != last[0]:
+                say(f"  queue: {depth} message(s) waiting or in flight")
+                last[0] = depth
+
+        drained = stack.wait_until_drained(DRAIN_TIMEOUT_SECONDS, progress=show)
+        elapsed = time.monotonic() - publish_started
+        table = stack.session.resource("dynamodb", endpoint_url=stack.endpoints.aws_endpoint_url).Table(
+            stack.provisioned.ref("ResultsTable")
+        )
+        results = {
+            str(item["article_id"]): CategorizationResult.model_validate(item)
+            for item in table.scan(ConsistentRead=True)["Items"]
+        }
+        dead_letters = stack.queue_depth(stack.provisioned.ref("ArticleDLQ"))
+        stats = [poller.stats for poller in stack.pollers]
+
+    say("[4/4] results (held-out articles)")
+    lines, correct = results_report(results, held_out, taxonomy)
+    for line in lines:
+        say(line)
+    prompt_tokens = sum(row.prompt_tokens for row in results.values())
+    completion_tokens = sum(row.completion_tokens for row in results.values())
+    inference_cost = sum(row.cost_usd for row in results.values())
+    training_cost = prices.training_cost(tuned.trained_tokens, 1)
+    invocations = sum(s.invocations for s in stats)
+    [source] = [s for s in stack.provisioned.sqs_event_sources if s.function_id == "CategorizeFunction"]
+    say("")
+    say(f"  accuracy (top-1, held out): {correct}/{len(held_out)} = {correct / len(held_out):.1%}")
+    say(
+        f"  throughput: {len(results)} articles in {elapsed:.1f} s = {len(results) / elapsed:.1f} articles/s "
+        f"({invocations} invocations, MaximumConcurrency {source.maximum_concurrency}, "
+        f"{stack.provisioned.parameters['InstanceRequestsPerMinute']} requests/min per instance)"
+    )
+    say(
+        f"  tokens: {prompt_tokens:,} prompt + {completion_tokens:,} completion "
+        f"({prompt_tokens / max(len(results), 1):.0f} per article); training: {tuned.trained_tokens:,} billed"
+    )
+    say(
+        f"  estimated cost at OpenAI prices: inference ${inference_cost:.6f} "
+        f"(${inference_cost / max(len(results), 1) * 1000:.4f} per 1,000 articles), "
+        f"training ${training_cost:.4f}"
+    )
+    say(f"  dead-lettered: {dead_letters}; total time {time.monotonic() - started:.0f} s")
+    ok = drained and len(results) == len(held_out) and dead_letters == 0
+    if not ok:
+        say("demo FAILED: not every held-out article was categorised (logs: .local-state/logs/)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run())

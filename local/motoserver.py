@@ -1,0 +1,57 @@
+"""The AWS side of the offline stack: a moto server on loopback, in a thread of this process."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import urllib.request
+from typing import Any
+
+from moto.core.config import default_user_config
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+# Step Functions really runs executions; Lambda uses moto's no-Docker backend (task routing
+# to the offline functions is the fine-tuning pipeline's concern: see local/ and docs/offline.md).
+MOTO_CONFIG: dict[str, Any] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+class MotoServer:
+    def __init__(self, port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.endpoint_url = ""
+        # moto's config is process-wide: put it back on stop, for whatever else runs here (tests).
+        self._saved_config = copy.deepcopy(default_user_config)
+
+    def start(self, config: dict[str, Any] | None = None) -> str:
+        # werkzeug logs every request at INFO: far too chatty for a demo.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        # moto keeps its backends per process: start from an empty account.
+        self._post("/moto-api/reset", {})
+        self.configure(config or MOTO_CONFIG)
+        return self.endpoint_url
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """moto's config endpoint (the server-mode equivalent of `mock_aws(config=...)`)."""
+        self._post("/moto-api/config", config)
+
+    def _post(self, path: str, body: dict[str, Any]) -> None:
+        # The URL is the loopback server started above.
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.endpoint_url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+
+    def stop(self) -> None:
+        self._server.stop()
+        default_user_config.update(copy.deepcopy(self._saved_config))

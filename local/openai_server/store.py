@@ -1,0 +1,117 @@
+"""The server's state on disk: uploaded files, jobs with their events, trained models.
+
+Every object is a JSON file written atomically, so a restarted server (same state dir)
+serves the same files, jobs and fine-tuned models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from local.textmodel import TextModel
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False))
+    os.replace(tmp, path)
+
+
+class Store:
+    def __init__(self, state_dir: Path) -> None:
+        self.files_dir = state_dir / "files"
+        self.jobs_dir = state_dir / "jobs"
+        self.models_dir = state_dir / "models"
+        for directory in (self.files_dir, self.jobs_dir, self.models_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.files: dict[str, dict[str, Any]] = {
+            p.stem: json.loads(p.read_text()) for p in self.files_dir.glob("*.json")
+        }
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        for path in self.jobs_dir.glob("*.json"):
+            record = json.loads(path.read_text())
+            self.jobs[path.stem] = record["job"]
+            self.events[path.stem] = record["events"]
+        self._loaded_models: dict[str, TextModel] = {}
+
+    # files
+    def add_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        file_id = new_id("file-")
+        (self.files_dir / f"{file_id}.data").write_bytes(content)
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "status_details": None,
+            "expires_at": None,
+        }
+        with self.lock:
+            _write_json(self.files_dir / f"{file_id}.json", obj)
+            self.files[file_id] = obj
+        return obj
+
+    def file_content(self, file_id: str) -> bytes:
+        return (self.files_dir / f"{file_id}.data").read_bytes()
+
+    def delete_file(self, file_id: str) -> None:
+        with self.lock:
+            del self.files[file_id]
+            (self.files_dir / f"{file_id}.json").unlink()
+            (self.files_dir / f"{file_id}.data").unlink()
+
+    # jobs and events
+    def save_job(self, job: dict[str, Any]) -> None:
+        with self.lock:
+            self.jobs[job["id"]] = job
+            events = self.events.setdefault(job["id"], [])
+            _write_json(self.jobs_dir / f"{job['id']}.json", {"job": job, "events": events})
+
+    def add_event(self, job_id: str, message: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        event = {
+            "id": new_id("ftevent-"),
+            "object": "fine_tuning.job.event",
+            "created_at": int(time.time()),
+            "level": level,
+            "message": message,
+            "data": data or {},
+            "type": "metrics" if data else "message",
+        }
+        with self.lock:
+            self.events.setdefault(job_id, []).append(event)
+            self.save_job(self.jobs[job_id])
+
+    # models: one directory per job, named after the job
+    def save_model(self, job_id: str, model: TextModel) -> None:
+        model.save(self.models_dir / job_id)
+
+    def model_for(self, name: str) -> TextModel | None:
+        """The trained model called `name` (a fine_tuned_model id), loaded once."""
+        with self.lock:
+            job = next(
+                (j for j in self.jobs.values() if j["fine_tuned_model"] == name and j["status"] == "succeeded"),
+                None,
+            )
+            if job is None:
+                return None
+            if name not in self._loaded_models:
+                self._loaded_models[name] = TextModel.load(self.models_dir / job["id"])
+            return self._loaded_models[name]

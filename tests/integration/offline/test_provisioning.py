@@ -1,0 +1,77 @@
+"""template.yaml provisioned in moto: resources, wiring and function environments as the template says."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.stack import OfflineStack, StackOptions
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflineStack]:
+    options = StackOptions(
+        parameter_overrides={"MaxReceiveCount": "3", "TopK": "7"},
+        state_dir=tmp_path_factory.mktemp("state"),
+        start_openai=False,
+    )
+    with OfflineStack.start(options, progress=lambda _: None) as started:
+        yield started
+
+
+def test_every_resource_of_the_template_is_created(stack: OfflineStack) -> None:
+    # THEN every resource has a physical identity, and outputs resolve to them
+    provisioned = stack.provisioned
+    assert set(provisioned.resources) == set(provisioned.resource_types)
+    assert all(resource.ref for resource in provisioned.resources.values())
+    assert provisioned.outputs["ArticleQueueUrl"] == provisioned.ref("ArticleQueue")
+
+
+def test_queues_tables_and_state_machines_exist_in_moto_as_configured(stack: OfflineStack) -> None:
+    provisioned = stack.provisioned
+    # GIVEN the MaxReceiveCount override WHEN reading the queue THEN its redrive policy has it
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=provisioned.ref("ArticleQueue"), AttributeNames=["All"]
+    )["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": provisioned.attribute("ArticleDLQ", "Arn"),
+        "maxReceiveCount": 3,
+    }
+    assert attributes["VisibilityTimeout"] == "200"
+    table = stack.client("dynamodb").describe_table(TableName=provisioned.ref("ResultsTable"))["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "article_id", "KeyType": "HASH"}]
+    for logical_id, kind in provisioned.resource_types.items():
+        if kind == "AWS::Serverless::StateMachine":
+            machine = stack.client("stepfunctions").describe_state_machine(stateMachineArn=provisioned.ref(logical_id))
+            # DefinitionSubstitutions were applied: no ${...} placeholder is left
+            assert "${" not in machine["definition"]
+
+
+def test_function_environment_is_the_templates_with_globals_merged(stack: OfflineStack) -> None:
+    provisioned = stack.provisioned
+    env = stack.function_env("CategorizeFunction")
+    assert env["POWERTOOLS_SERVICE_NAME"] == "article-categorizer"  # from Globals
+    assert env["RESULTS_TABLE_NAME"] == provisioned.ref("ResultsTable")
+    assert env["DLQ_URL"] == provisioned.ref("ArticleDLQ")
+    assert env["MAX_RECEIVE_COUNT"] == "3"
+    assert env["TOP_K"] == "7"
+    assert env["AWS_ENDPOINT_URL"] == stack.endpoints.aws_endpoint_url
+    assert env["LAMBDA_TASK_ROOT"] == str(provisioned.functions["CategorizeFunction"].code_dir)
+    # The secret ARN parameter got a real secret offline
+    secret = stack.client("secretsmanager").get_secret_value(SecretId=env["OPENAI_API_KEY_SECRET_ARN"])
+    assert secret["SecretString"] == stack.openai_api_key
+    assert Path(provisioned.functions["CategorizeFunction"].layer_dirs[0]).name == "shared"
+
+
+def test_sqs_event_source_carries_the_templates_scaling(stack: OfflineStack) -> None:
+    [source] = [s for s in stack.provisioned.sqs_event_sources if s.function_id == "CategorizeFunction"]
+    assert source.batch_size == 10
+    assert source.batching_window_seconds == 1
+    assert source.maximum_concurrency == 2
+    assert source.report_batch_item_failures
+    assert source.queue_url == stack.provisioned.ref("ArticleQueue")

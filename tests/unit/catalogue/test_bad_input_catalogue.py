@@ -1,0 +1,495 @@
+"""The bad-input catalogue (issue 5): every case has one expected outcome, and nothing is lost.
+
+Ingest cases expect an HTTP status; a 202 means every accepted article is in the queue, any
+other status means the queue holds nothing from the request (503: only what it lists).
+Categorize cases expect where the message ends: `stored` (a row), `dlq:<reason>`, `retry`
+(a batch item failure: SQS redelivers it), or `kept_newer` (the table already holds a newer
+revision). In every case the article is in the table, in the DLQ with a reason, or retried
+(DESIGN.md invariant 4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import httpx2
+import pytest
+from botocore.exceptions import ClientError
+
+from categorizer.models import ArticleEvent
+from categorizer.store import ResultStore
+from tests.unit.categorize.conftest import FakeContext, FakeOpenAI, Stack, article, load_function, sqs_event
+from tests.unit.ingest.conftest import (
+    PREVIOUS_SECRET,
+    SECRET,
+    IngestStack,
+    call,
+    http_event,
+    signed_headers,
+)
+
+OPENAI_KEY = "sk-unit-test-key"  # the key the categorize fixture stores in Secrets Manager
+
+# ------------------------------------------------------------------------------------ ingest
+
+Headers = Callable[[bytes], dict[str, str]]
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    return signed_headers(body)
+
+
+def _with(content_type: str | None) -> Headers:
+    def headers(body: bytes) -> dict[str, str]:
+        result = signed_headers(body)
+        if content_type is None:
+            del result["content-type"]
+        else:
+            result["content-type"] = content_type
+        return result
+
+    return headers
+
+
+def _signed_at(offset_seconds: float) -> Headers:
+    import time
+
+    return lambda body: signed_headers(body, now=time.time() + offset_seconds)
+
+
+def _forged(body: bytes) -> dict[str, str]:
+    return signed_headers(body, secret="an-attacker-guess")
+
+
+def _tampered(body: bytes) -> dict[str, str]:
+    return signed_headers(body.replace(b"Chip", b"Chap"))
+
+
+def _unsigned(body: bytes) -> dict[str, str]:
+    return {"content-type": "application/json"}
+
+
+def _bad_timestamp(body: bytes) -> dict[str, str]:
+    headers = signed_headers(body)
+    headers["X-Signature-Timestamp"] = headers["X-Signature-Timestamp"] + "abc"
+    return headers
+
+
+def _previous_secret(body: bytes) -> dict[str, str]:
+    return signed_headers(body, secret=PREVIOUS_SECRET)
+
+
+def _secret_deleted(app: ModuleType, stack: IngestStack) -> None:
+    boto3.client("secretsmanager").delete_secret(SecretId=stack.secret_arn, ForceDeleteWithoutRecovery=True)
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class IngestCase:
+    id: str
+    body: bytes
+    status: int
+    headers: Headers = _signed
+    field: str | None = None  # a field path the 400 must name
+    queued: int | None = None  # messages expected in the queue (default: the accepted count)
+    base64_encoded: bool = False
+    query: dict[str, str] | None = None
+    setup: Callable[[ModuleType, IngestStack], None] | None = None
+
+
+WORDPRESS = {
+    "post_id": 77,
+    "post": {
+        "ID": 77,
+        "post_title": "Derby ends in a draw",
+        "post_content": "<p>Both sides scored twice.</p>",
+        "post_modified_gmt": "2026-11-25 08:00:00",
+    },
+    "post_permalink": "https://blog.example/derby",
+}
+
+INGEST_CASES = [
+    IngestCase("valid_single_object", _json(article("i-1")), 202, queued=1),
+    IngestCase("valid_array_batch", _json([article(f"i-{n}") for n in range(3)]), 202, queued=3),
+    IngestCase("valid_articles_wrapper", _json({"articles": [article("w-1"), article("w-2")]}), 202, queued=2),
+    IngestCase("wordpress_adapter", _json(WORDPRESS), 202, query={"format": "wordpress"}, queued=1),
+    IngestCase("unknown_adapter", _json(article("u-1")), 400, query={"format": "drupal9000"}),
+    IngestCase("malformed_json", b'{"article_id": "m-1", "title": ', 400),
+    IngestCase("trailing_garbage_json", _json(article("m-2")) + b"}", 400),
+    IngestCase("empty_body", b"", 400),
+    IngestCase("json_scalar", b"42", 400),
+    IngestCase("empty_array", b"[]", 400),
+    IngestCase("articles_not_an_array", _json({"articles": {"a": 1}}), 400),
+    IngestCase("batch_over_maximum", _json([article(f"b-{n}") for n in range(21)]), 400),
+    IngestCase("item_not_an_object", _json([article("n-1"), "just a string"]), 400, field="(item)"),
+    IngestCase("wrong_type_version", _json(article("t-1", version="seven")), 400, field="version"),
+    IngestCase("wrong_type_title_number", _json(article("t-2", title=12345)), 400, field="title"),
+    IngestCase("wrong_type_body_object", _json(article("t-3", body={"text": "x"})), 400, field="body"),
+    IngestCase("negative_version", _json(article("t-4", version=-1)), 400, field="version"),
+    IngestCase("missing_title", _json({k: v for k, v in article("f-1").items() if k != "title"}), 400, field="title"),
+    IngestCase(
+        "missing_article_id",
+        _json({k: v for k, v in article("f-2").items() if k != "article_id"}),
+        400,
+        field="article_id",
+    ),
+    IngestCase("empty_body_field", _json(article("f-3", body="")), 400, field="body"),
+    IngestCase("whitespace_only_title", _json(article("f-4", title="   \n ")), 400, field="title"),
+    IngestCase("no_version_nor_updated_at", _json(article("f-5", version=None)), 400, field="(event)"),
+    IngestCase(
+        "naive_updated_at",
+        _json(article("f-6", version=None, updated_at="2026-11-25T08:00:00")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase("url_not_http", _json(article("f-7", url="javascript:alert(1)")), 400, field="url"),
+    IngestCase("article_id_path_traversal", _json(article("../../etc/passwd")), 400, field="article_id"),
+    IngestCase("nul_escape_in_body", _json(article("z-1", body="before\u0000after")), 400, field="body"),
+    IngestCase("raw_nul_byte_in_json", b'{"article_id": "z-2",\x00 "title": "x"}', 400),
+    IngestCase("invalid_utf8", b'{"article_id": "u-8", "title": "\xff\xfe"}', 400, base64_encoded=True),
+    IngestCase(
+        "lone_surrogate",
+        b'[{"article_id": "s-1", "url": "https://x.example/s", "title": "\\ud800", "body": "b", "version": 1}]',
+        400,
+        field="title",
+    ),
+    IngestCase("noncharacter_sqs_cannot_carry", _json(article("s-2", body="text \uffff more")), 400, field="(event)"),
+    IngestCase("html_only_body", _json(article("h-1", body="<div><br/><hr/></div>")), 400, field="(event)"),
+    IngestCase(
+        "script_only_body",
+        _json(article("h-2", body="<script>alert('x')</script><style>p{}</style>")),
+        400,
+        field="(event)",
+    ),
+    IngestCase(
+        "html_with_script_and_text",
+        _json(article("h-3", body="<p>Real text.</p><script>steal()</script>")),
+        202,
+        queued=1,
+    ),
+    IngestCase(
+        "emoji",
+        _json(article("e-1", title="Launch day 🚀🔥", body="Fans queued overnight 🎉 for the new phone 📱.")),
+        202,
+        queued=1,
+    ),
+    IngestCase(
+        "right_to_left",
+        _json(
+            article(
+                "r-1",
+                title="الذكاء الاصطناعي في الطب",
+                body="يستخدم الأطباء نماذج جديدة. טקסט בעברית גם כן.",
+                language="ar",
+            )
+        ),
+        202,
+        queued=1,
+    ),
+    IngestCase(
+        "japanese",
+        _json(article("j-1", title="日本代表が決勝へ", body="サッカー日本代表は準決勝で勝利した。", language="ja")),
+        202,
+        queued=1,
+    ),
+    IngestCase("body_over_model_limit", _json(article("l-1", body="x" * 200_001)), 400, field="body"),
+    IngestCase("request_over_size_limit", _json(article("l-2", body="y" * 1_100_000)), 413),
+    IngestCase(
+        "one_bad_item_rejects_the_batch",
+        _json([article("a-1"), article("a-2", url="nope"), article("a-3")]),
+        400,
+        field="url",
+    ),
+    IngestCase("duplicate_events_in_one_batch", _json([article("d-1"), article("d-1")]), 202, queued=1),
+    IngestCase(
+        "out_of_order_versions_in_one_batch",
+        _json([article("o-1", version=3), article("o-1", version=2, body="Older text.")]),
+        202,
+        queued=2,
+    ),
+    IngestCase("content_type_text_plain", _json(article("c-1")), 415, headers=_with("text/plain")),
+    IngestCase("content_type_missing", _json(article("c-2")), 415, headers=_with(None)),
+    IngestCase(
+        "content_type_wrong_charset", _json(article("c-3")), 415, headers=_with("application/json; charset=latin-1")
+    ),
+    IngestCase(
+        "content_type_with_utf8_charset",
+        _json(article("c-4")),
+        202,
+        headers=_with("Application/JSON; charset=UTF-8"),
+        queued=1,
+    ),
+    IngestCase("signature_missing", _json(article("x-1")), 401, headers=_unsigned),
+    IngestCase("signature_forged", _json(article("x-2")), 401, headers=_forged),
+    IngestCase("signature_over_other_body", _json(article("x-3")), 401, headers=_tampered),
+    IngestCase("signature_expired", _json(article("x-4")), 401, headers=_signed_at(-301)),
+    IngestCase("signature_from_the_future", _json(article("x-5")), 401, headers=_signed_at(+301)),
+    IngestCase("signature_timestamp_malformed", _json(article("x-6")), 401, headers=_bad_timestamp),
+    IngestCase(
+        "signature_with_previous_secret_during_rotation", _json(article("x-7")), 202, headers=_previous_secret, queued=1
+    ),
+    IngestCase("webhook_secret_unavailable", _json(article("x-8")), 503, setup=_secret_deleted),
+]
+
+
+@pytest.mark.parametrize("case", INGEST_CASES, ids=lambda c: c.id)
+def test_ingest_bad_input(case: IngestCase, ingest: ModuleType, ingest_stack: IngestStack) -> None:
+    # GIVEN the case's request (and dependency state)
+    if case.setup:
+        case.setup(ingest, ingest_stack)
+    event = http_event(case.body, case.headers(case.body), query=case.query, base64_encoded=case.base64_encoded)
+    # WHEN API Gateway hands it to the function
+    result = call(ingest, event)
+    queued = ingest_stack.queued()
+    # THEN the status is the expected one, with a message, and the queue holds exactly what was accepted
+    assert result.status == case.status, result.body
+    if case.status == 202:
+        accepted = [(a["article_id"], a["revision"]) for a in result.body["accepted"]]
+        events = [ArticleEvent.model_validate(m) for m in queued]
+        assert sorted(accepted) == sorted((e.article_id, e.revision) for e in events)
+        assert len(queued) == case.queued
+    else:
+        assert result.body["message"]
+        assert queued == []
+    if case.status == 401:
+        assert result.body == {"message": "unauthorized"}  # which part failed is not said
+    if case.field is not None:
+        fields = {p["field"] for item in result.body["errors"] for p in item["errors"]}
+        assert case.field in fields
+    assert SECRET not in json.dumps(result.body)
+
+
+# -------------------------------------------------------------------------------- categorize
+
+Configure = Callable[[FakeOpenAI, pytest.MonkeyPatch], None]
+
+
+def _status(code: int, message: str = "error", with_key: bool = False) -> Configure:
+    text = f"{message}: Incorrect API key provided: {OPENAI_KEY}" if with_key else message
+    response = httpx2.Response(code, json={"error": {"message": text, "type": "invalid_request_error"}})
+
+    def configure(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake.always["FAULT"] = response
+
+    return configure
+
+
+def _answer(tokens: list[tuple[str, float]]) -> Configure:
+    def configure(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+        fake.answer = lambda request: tokens
+
+    return configure
+
+
+def _no_logprobs(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "3"}, "finish_reason": "length"}],
+    }
+    fake.always["FAULT"] = httpx2.Response(200, json=body)
+
+
+def _timeout(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    def raise_timeout(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("timed out", request=request)
+
+    monkeypatch.setattr(fake, "handle", raise_timeout)
+
+
+def _dynamodb_throttled(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    def throttled(self: ResultStore, result: Any) -> bool:
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}
+        raise ClientError(error, "PutItem")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResultStore, "put_if_not_older", throttled)
+
+
+def _read_before_a_newer_write(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The state read misses the newer row written meanwhile, so only the conditional write guards it.
+    monkeypatch.setattr(ResultStore, "state", lambda self, article_id: None)
+
+
+@dataclass(frozen=True)
+class CategorizeCase:
+    id: str
+    messages: tuple[dict[str, Any] | str, ...]  # handled one after another; the last one is the case
+    expect: str  # stored | kept_newer | retry | dlq:<reason>
+    configure: Configure | None = None
+    receive_count: int = 1
+    openai_calls: int | None = None
+    redeliver: bool = False  # the last message is the previous SQS record again, same message id
+    configure_before_last: bool = False  # the fault hits only the last message
+
+
+FAULTY = article("f-1", title="FAULT story about chips")
+NEWER = article("n-1", version=5, body="The newest text of the story.")
+
+CATEGORIZE_CASES = [
+    CategorizeCase("valid_english", (article("c-1"),), "stored", openai_calls=1),
+    CategorizeCase(
+        "japanese",
+        (article("c-2", title="日本代表が決勝へ", body="サッカー日本代表は準決勝で勝利した。", language="ja"),),
+        "stored",
+    ),
+    CategorizeCase("emoji", (article("c-3", title="Launch 🚀", body="Fans 🎉 queued for the phone 📱."),), "stored"),
+    CategorizeCase(
+        "right_to_left",
+        (article("c-4", title="الذكاء الاصطناعي", body="يستخدم الأطباء نماذج جديدة.", language="ar"),),
+        "stored",
+    ),
+    CategorizeCase(
+        "html_with_script_sent_as_text",
+        (article("c-5", body="<p>Chips got faster.</p><script>steal()</script>"),),
+        "stored",
+    ),
+    CategorizeCase("malformed_json", ("{not json",), "dlq:validation_error", openai_calls=0),
+    CategorizeCase("json_array_not_event", ("[1, 2]",), "dlq:validation_error", openai_calls=0),
+    CategorizeCase(
+        "missing_title", ({k: v for k, v in article("v-1").items() if k != "title"},), "dlq:validation_error"
+    ),
+    CategorizeCase("wrong_type_version", (article("v-2", version="seven"),), "dlq:validation_error"),
+    CategorizeCase("nul_in_body", (article("v-3", body="a\u0000b"),), "dlq:validation_error"),
+    CategorizeCase("html_only_body", (article("v-4", body="<div><br/></div>"),), "dlq:validation_error"),
+    CategorizeCase("script_only_body", (article("v-5", body="<script>alert(1)</script>"),), "dlq:validation_error"),
+    CategorizeCase(
+        "answer_not_a_label",
+        (article("l-1"),),
+        "dlq:no_valid_label",
+        _answer([("The", 0.7), (" 3", 0.2), ("abc", 0.1)]),
+    ),
+    CategorizeCase(
+        "label_outside_taxonomy", (article("l-2"),), "dlq:no_valid_label", _answer([("999", 0.8), ("704", 0.2)])
+    ),
+    CategorizeCase("no_logprobs_in_answer", (FAULTY,), "dlq:no_logprobs", _no_logprobs),
+    CategorizeCase("openai_400", (FAULTY,), "dlq:openai_rejected_request", _status(400, "bad request"), openai_calls=1),
+    CategorizeCase("openai_401", (FAULTY,), "retry", _status(401, "unauthorized", with_key=True)),
+    CategorizeCase(
+        "openai_401_last_receive",
+        (FAULTY,),
+        "dlq:retries_exhausted",
+        _status(401, "unauthorized", with_key=True),
+        receive_count=3,
+    ),
+    CategorizeCase("openai_403", (FAULTY,), "retry", _status(403, "forbidden")),
+    CategorizeCase("openai_404_model_gone", (FAULTY,), "retry", _status(404, "model not found")),
+    CategorizeCase(
+        "openai_404_last_receive", (FAULTY,), "dlq:retries_exhausted", _status(404, "model not found"), receive_count=3
+    ),
+    CategorizeCase("openai_429", (FAULTY,), "retry", _status(429, "rate limited")),
+    CategorizeCase(
+        "openai_429_last_receive", (FAULTY,), "dlq:retries_exhausted", _status(429, "rate limited"), receive_count=3
+    ),
+    CategorizeCase("openai_500", (FAULTY,), "retry", _status(500, "server error")),
+    CategorizeCase("openai_503", (FAULTY,), "retry", _status(503, "overloaded")),
+    CategorizeCase("openai_timeout", (FAULTY,), "retry", _timeout),
+    CategorizeCase("openai_timeout_last_receive", (FAULTY,), "dlq:retries_exhausted", _timeout, receive_count=3),
+    CategorizeCase("dynamodb_throttled", (article("d-1"),), "retry", _dynamodb_throttled),
+    CategorizeCase(
+        "dynamodb_throttled_last_receive",
+        (article("d-2"),),
+        "dlq:retries_exhausted",
+        _dynamodb_throttled,
+        receive_count=3,
+    ),
+    CategorizeCase(
+        "conditional_check_failure",
+        (NEWER, {**NEWER, "version": 4, "body": "An older text."}),
+        "kept_newer",
+        _read_before_a_newer_write,
+        configure_before_last=True,
+        openai_calls=2,
+    ),
+    CategorizeCase("duplicate_event", (article("u-1"), article("u-1")), "stored", openai_calls=1),
+    CategorizeCase("sqs_redelivery_of_processed_message", (article("u-2"),), "stored", redeliver=True, openai_calls=1),
+    CategorizeCase(
+        "out_of_order_versions", (NEWER, {**NEWER, "version": 2, "body": "Old."}), "kept_newer", openai_calls=1
+    ),
+    CategorizeCase(
+        "newer_version_same_content", (article("u-3", version=1), article("u-3", version=2)), "stored", openai_calls=1
+    ),
+]
+
+
+@pytest.fixture
+def categorize_app(stack: Stack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The handler with the SDK's own retries off, so each fault is seen once (fast and countable)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    monkeypatch.setenv("OPENAI_MAX_RETRIES", "0")
+    parameters.clear_caches()
+    app = load_function("categorize")
+    app.service = app.build_service(openai_transport=httpx2.MockTransport(lambda r: fake_openai.handle(r)))  # type: ignore[attr-defined]
+    return app
+
+
+def _revision(message: dict[str, Any] | str) -> int | None:
+    return message.get("version") if isinstance(message, dict) else None
+
+
+@pytest.mark.parametrize("case", CATEGORIZE_CASES, ids=lambda c: c.id)
+def test_categorize_bad_input(
+    case: CategorizeCase,
+    categorize_app: ModuleType,
+    stack: Stack,
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the earlier messages handled normally, then the case's fault (if any)
+    if case.configure and not case.configure_before_last:
+        case.configure(fake_openai, monkeypatch)
+    event: dict[str, Any] = {}
+    for message in case.messages[:-1]:
+        event = sqs_event(message)
+        assert categorize_app.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+    if case.configure and case.configure_before_last:
+        case.configure(fake_openai, monkeypatch)
+    last = case.messages[-1]
+    if case.redeliver:
+        assert categorize_app.lambda_handler(sqs_event(last), FakeContext()) == {"batchItemFailures": []}
+    event = sqs_event(last, receive_count=case.receive_count)
+    # WHEN the last message is handled
+    response = categorize_app.lambda_handler(event, FakeContext())
+    failures = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    dead = stack.dlq_messages()
+    article_id = last.get("article_id") if isinstance(last, dict) else None
+    row = stack.row(str(article_id)) if article_id else None
+    # THEN it ends where the case says
+    if case.expect == "retry":
+        assert failures == [event["Records"][0]["messageId"]] and dead == [] and row is None
+    elif case.expect.startswith("dlq:"):
+        assert failures == [] and row is None
+        [message] = dead
+        attributes = message["MessageAttributes"]
+        assert attributes["reason"]["StringValue"] == case.expect.removeprefix("dlq:")
+        assert attributes["detail"]["StringValue"].strip("-")  # a clear error, not just a code
+        assert message["Body"] == event["Records"][0]["body"]  # the original message, for redrive
+        assert OPENAI_KEY not in json.dumps(message)
+    else:
+        assert failures == [] and dead == [] and row is not None
+        newest = max(r for r in map(_revision, case.messages) if r is not None)
+        assert int(row["revision"]) == newest
+        if case.expect == "kept_newer":
+            assert row["revision"] != _revision(last)
+    if case.openai_calls is not None:
+        assert len(fake_openai.requests) == case.openai_calls
+    if case.id == "html_with_script_sent_as_text":
+        assert "steal()" not in json.dumps(fake_openai.requests)
+
+
+def test_the_catalogue_has_at_least_forty_cases_and_covers_every_class() -> None:
+    assert len(INGEST_CASES) + len(CATEGORIZE_CASES) >= 40
+    assert {c.status for c in INGEST_CASES} >= {202, 400, 401, 413, 415, 503}
+    expected = {c.expect for c in CATEGORIZE_CASES}
+    assert {"stored", "kept_newer", "retry", "dlq:validation_error", "dlq:retries_exhausted"} <= expected
+    assert {"dlq:no_valid_label", "dlq:no_logprobs", "dlq:openai_rejected_request"} <= expected

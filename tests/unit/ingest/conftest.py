@@ -1,0 +1,125 @@
+"""Fixtures for the ingest function: moto SQS + Secrets Manager, signed HTTP API events, the handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from categorizer.ingest import signature_headers
+from tests.unit.categorize.conftest import FakeContext, load_function
+
+SECRET = "whsec-unit-0123456789abcdef"
+PREVIOUS_SECRET = "whsec-unit-previous-secret"
+
+
+@dataclass
+class IngestStack:
+    sqs: Any
+    queue_url: str
+    secret_arn: str
+
+    def queued(self) -> list[dict[str, Any]]:
+        """Every message in the queue (the queue is drained)."""
+        bodies: list[dict[str, Any]] = []
+        while True:
+            response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            messages = response.get("Messages", [])
+            if not messages:
+                return bodies
+            for message in messages:
+                bodies.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="article-queue")["QueueUrl"]
+        secret_value = json.dumps({"webhook_secret": SECRET, "previous_webhook_secret": PREVIOUS_SECRET})
+        secret_arn = boto3.client("secretsmanager").create_secret(Name="webhook", SecretString=secret_value)["ARN"]
+        for name, value in {
+            "ARTICLE_QUEUE_URL": queue_url,
+            "WEBHOOK_SECRET_ARN": secret_arn,
+            "SECRET_CACHE_SECONDS": "0",
+            "MAX_REQUEST_BYTES": "1048576",
+            "MAX_BATCH_ITEMS": "20",
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield IngestStack(sqs, queue_url, secret_arn)
+
+
+@pytest.fixture
+def ingest(ingest_stack: IngestStack) -> ModuleType:
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    return load_function("ingest")
+
+
+def signed_headers(body: bytes, *, secret: str = SECRET, now: float | None = None) -> dict[str, str]:
+    return {"content-type": "application/json", **signature_headers(secret.encode(), body, now)}
+
+
+def http_event(
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    query: dict[str, str] | None = None,
+    base64_encoded: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event for POST /articles."""
+    return {
+        "version": "2.0",
+        "routeKey": "POST /articles",
+        "rawPath": "/articles",
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": headers,
+        "queryStringParameters": query,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example",
+            "domainPrefix": "api",
+            "http": {
+                "method": "POST",
+                "path": "/articles",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.9",
+                "userAgent": "cms/1.0",
+            },
+            "requestId": "req-1",
+            "routeKey": "POST /articles",
+            "stage": "$default",
+            "time": "25/Nov/2026:08:00:00 +0000",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8"),
+        "isBase64Encoded": base64_encoded,
+    }
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def call(app: ModuleType, event: dict[str, Any]) -> HttpResult:
+    response = app.lambda_handler(event, FakeContext(function_name="IngestFunction"))
+    return HttpResult(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
+
+
+def post(app: ModuleType, payload: Any, **kwargs: Any) -> HttpResult:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+    return call(app, http_event(body, signed_headers(body), **kwargs))

@@ -1,0 +1,20 @@
+"""`python -m tools publish …` and `python -m tools dlq …`."""
+
+from __future__ import annotations
+
+import sys
+
+from tools import dlq, publish
+
+COMMANDS = {"publish": publish.main, "dlq": dlq.main}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(f"usage: python -m tools {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 2
+    return COMMANDS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -100,8 +100,9 @@ def send(stack: OfflineStack, events: Sequence[dict[str, Any]]) -> tuple[Publish
 
 
 def configure_faults(base_url: str, settings: dict[str, Any]) -> None:
-    admin = base_url.removesuffix("/").removesuffix("/v1") + "/_admin/config"
-    httpx2.post(admin, json=settings, timeout=10.0).raise_for_status()
+    """Faults on, and the call counters restarted (fine-tuning made calls of its own)."""
+    httpx2.post(_admin_url(base_url, "config"), json=settings, timeout=10.0).raise_for_status()
+    httpx2.post(_admin_url(base_url, "reset-stats"), timeout=10.0).raise_for_status()
 
 
 def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]:
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "drained": drained,
         **result,
         "openai_calls": calls,
-        "openai_calls_per_article": round(calls["total"] / max(distinct_articles, 1), 3),
+        "openai_calls_per_article": round(calls["requests"] / max(distinct_articles, 1), 3),
+        "openai_calls_per_accepted_event": round(calls["requests"] / max(len(accepted), 1), 3),
         "lambda_invocations": sum(s.invocations for s in stats),
         "records_returned_for_retry": sum(s.returned for s in stats),
         "seconds_to_drain": round(elapsed, 1),
@@ -221,12 +223,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _openai_calls(base_url: str) -> dict[str, Any]:
-    stats_url = base_url.removesuffix("/").removesuffix("/v1") + "/_admin/stats"
-    response = httpx2.get(stats_url, timeout=10.0)
+def _admin_url(base_url: str, path: str) -> str:
+    return base_url.removesuffix("/").removesuffix("/v1") + "/_admin/" + path
+
+
+def _openai_calls(base_url: str) -> dict[str, int]:
+    """Chat completion calls since the faults went on, by outcome (the server's counters)."""
+    response = httpx2.get(_admin_url(base_url, "stats"), timeout=10.0)
     response.raise_for_status()
-    stats: dict[str, Any] = response.json()
-    return stats
+    stats = response.json()
+    names = ("requests", "status_2xx", "status_429", "status_5xx", "status_4xx", "injected_errors", "latency_spikes")
+    return {name: int(stats.get(name, 0)) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,12 @@ import sys
 import threading
 from pathlib import Path
 
-from local.stack import REPO_ROOT, STATE_FILE, OfflineStack, StackOptions
-
 # The categorizer package is the Lambda layer (shared/): on the path, as the layer would be.
-if str(REPO_ROOT / "shared") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "shared"))
+_SHARED = str(Path(__file__).resolve().parent.parent / "shared")
+if _SHARED not in sys.path:
+    sys.path.insert(0, _SHARED)
+
+from local.stack import STATE_FILE, OfflineStack, StackOptions  # noqa: E402
 
 
 def _pairs(values: list[str]) -> dict[str, str]:

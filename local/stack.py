@@ -23,6 +23,7 @@ from local import lambda_dispatch
 from local.cfn import load_template, resolve_parameters
 from local.gateway import HttpApiGateway
 from local.motoserver import MotoServer
+from local.openai_server import OpenAIServerConfig, serve_in_thread
 from local.poller import SqsPoller, mapping_concurrency
 from local.provision import FunctionSpec, HttpRoute, ProvisionedStack, Provisioner
 from local.runtime import Endpoints, FunctionPool, Invocation, function_environment
@@ -53,6 +54,8 @@ class StackOptions:
     concurrency_cap: int | None = None
     state_dir: Path = STATE_DIR
     start_openai: bool = True
+    # The OpenAI-compatible server's settings (limits, latency, faults); it accepts any key.
+    openai_config: OpenAIServerConfig = field(default_factory=OpenAIServerConfig)
 
 
 class StackState(BaseModel):
@@ -103,7 +106,7 @@ class OfflineStack:
         openai_key = "sk-offline-" + secrets.token_hex(12)
         openai_base_url = None
         if options.start_openai:
-            openai_base_url, stop_openai = _start_openai_server(options.state_dir, openai_key)
+            openai_base_url, stop_openai = _start_openai_server(options.openai_config)
             stoppers.append(stop_openai)
             progress(f"OpenAI-compatible server on {openai_base_url}")
         endpoints = Endpoints(
@@ -348,5 +351,6 @@ def provision_template(
     return provisioner.provision()
 
 
-def _start_openai_server(state_dir: Path, api_key: str) -> tuple[str, Callable[[], None]]:
-    raise NotImplementedError
+def _start_openai_server(config: OpenAIServerConfig) -> tuple[str, Callable[[], None]]:
+    handle = serve_in_thread(config)
+    return handle.base_url, handle.stop

@@ -96,7 +96,7 @@ class OpenAIApp:
         except HTTPException as exc:
             message = f"Invalid URL ({request.method} {request.path})"
             response = _json(ApiError(exc.code or 404, message).body(), exc.code or 404)
-        if request.path.startswith("/v1/"):
+        if request.path == "/v1/chat/completions":
             self.stats.response(response.status_code)
         response.headers["openai-processing-ms"] = str(int((time.perf_counter() - started) * 1000))
         response.headers["x-request-id"] = f"req_{self._random.getrandbits(64):016x}"
@@ -128,7 +128,7 @@ class OpenAIApp:
         return file
 
     def list_files(self, request: Request) -> Response:
-        files = sorted(self.store.files.values(), key=lambda f: (f["created_at"], f["id"]), reverse=True)
+        files = list(reversed(self.store.files.values()))
         if purpose := request.args.get("purpose"):
             files = [f for f in files if f["purpose"] == purpose]
         return _json(_page(files, request))
@@ -150,7 +150,7 @@ class OpenAIApp:
         return _json(self.jobs.create(self._body(request)))
 
     def list_jobs(self, request: Request) -> Response:
-        jobs = sorted(self.store.jobs.values(), key=lambda j: (j["created_at"], j["id"]), reverse=True)
+        jobs = list(reversed(self.store.jobs.values()))
         # metadata[k]=v filters, as the SDK's `metadata={"k": "v"}` sends them.
         wanted = {
             key[len("metadata[") : -1]: value for key, value in request.args.items() if key.startswith("metadata[")

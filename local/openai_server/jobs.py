@@ -103,7 +103,7 @@ class JobRunner:
         self._cancel: dict[str, threading.Event] = {}
         self._thread = threading.Thread(target=self._work, name="fine-tune-worker", daemon=True)
         # A restart picks up the jobs the previous process did not finish.
-        for job in sorted(store.jobs.values(), key=lambda j: j["created_at"]):
+        for job in store.jobs.values():
             if job["status"] not in TERMINAL:
                 self._enqueue(job["id"])
 

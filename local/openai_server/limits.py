@@ -12,9 +12,10 @@ from typing import Any
 
 def format_duration(seconds: float) -> str:
     """OpenAI's x-ratelimit-reset-* format (Go durations): "20ms", "1.5s", "6m0s"."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, secs = divmod(seconds, 60)
+    millis = math.ceil(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    minutes, secs = divmod(millis / 1000, 60)
     text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
     return f"{int(minutes)}m{text}" if minutes else text
 
@@ -93,7 +94,11 @@ class RateLimiter:
 
 @dataclass
 class Stats:
-    """Counters and a per-second timeline of chat completions admitted and refused (429)."""
+    """Chat completion counters and a per-second timeline of requests admitted and refused (429).
+
+    Only chat completions count: the limits and faults apply to them, and the benchmarks
+    plot them; fine-tuning calls (uploads, polling) would blur the figures.
+    """
 
     started_at: float = field(default_factory=time.time)
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))

@@ -40,7 +40,10 @@ class ServerHandle:
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.root_url = f"http://{host}:{self.port}"
         self.base_url = f"{self.root_url}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="openai-server", daemon=True)
+        # A short poll interval makes stop() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="openai-server", daemon=True
+        )
 
     def start(self) -> ServerHandle:
         self.app.jobs.start()

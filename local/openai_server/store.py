@@ -38,15 +38,12 @@ class Store:
         for directory in (self.files_dir, self.jobs_dir, self.models_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self.files: dict[str, dict[str, Any]] = {
-            p.stem: json.loads(p.read_text()) for p in self.files_dir.glob("*.json")
-        }
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.events: dict[str, list[dict[str, Any]]] = {}
-        for path in self.jobs_dir.glob("*.json"):
-            record = json.loads(path.read_text())
-            self.jobs[path.stem] = record["job"]
-            self.events[path.stem] = record["events"]
+        # Dicts keep creation order, which lists (newest first) follow.
+        file_paths = sorted(self.files_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+        self.files: dict[str, dict[str, Any]] = {p.stem: json.loads(p.read_text()) for p in file_paths}
+        records = sorted((json.loads(p.read_text()) for p in self.jobs_dir.glob("*.json")), key=lambda r: r["seq"])
+        self.jobs: dict[str, dict[str, Any]] = {r["job"]["id"]: r["job"] for r in records}
+        self.events: dict[str, list[dict[str, Any]]] = {r["job"]["id"]: r["events"] for r in records}
         self._loaded_models: dict[str, TextModel] = {}
 
     # files
@@ -83,7 +80,8 @@ class Store:
         with self.lock:
             self.jobs[job["id"]] = job
             events = self.events.setdefault(job["id"], [])
-            _write_json(self.jobs_dir / f"{job['id']}.json", {"job": job, "events": events})
+            seq = list(self.jobs).index(job["id"])
+            _write_json(self.jobs_dir / f"{job['id']}.json", {"job": job, "events": events, "seq": seq})
 
     def add_event(self, job_id: str, message: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
         event = {

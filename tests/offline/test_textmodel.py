@@ -11,11 +11,11 @@ import pytest
 from local.textmodel import TextModel, TrainConfig, fit
 
 VOCAB = {
-    "sport": "goal match team coach league score striker referee".split(),
-    "film": "actor movie director cinema scene premiere studio script".split(),
-    "tech": "phone app chip laptop battery software update screen".split(),
+    "sport": ["goal", "match", "team", "coach", "league", "score", "striker", "referee"],
+    "film": ["actor", "movie", "director", "cinema", "scene", "premiere", "studio", "script"],
+    "tech": ["phone", "app", "chip", "laptop", "battery", "software", "update", "screen"],
 }
-FILLER = "the a of and to in on with today new".split()
+FILLER = ["the", "a", "of", "and", "to", "in", "on", "with", "today", "new"]
 
 
 def synthetic(n: int, seed: int) -> tuple[list[str], list[str]]:

@@ -193,3 +193,10 @@ def _assert_no_secret_fields(value: Any, where: str) -> None:
     elif isinstance(value, list):
         for inner in value:
             _assert_no_secret_fields(inner, where)
+
+
+def test_the_wildcard_check_tells_broad_from_narrow_resources() -> None:
+    assert _is_wildcard("*") and _is_wildcard("arn:aws:s3:::*") and _is_wildcard("arn:aws:dynamodb:us-east-1:1:table/*")
+    assert not _is_wildcard("arn:aws:s3:::bucket/runs/*")
+    assert not _is_wildcard({"Fn::GetAtt": ["ResultsTable", "Arn"]})
+    assert RESOURCE_WILDCARD_ONLY.match("xray:PutTraceSegments") and not RESOURCE_WILDCARD_ONLY.match("sqs:SendMessage")

@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     articles = load_articles(args.data, args.articles)
     older, newer = derived_versions(articles, args.version_share)
     options = StackOptions(
+        # Its own state and logs, so a demo or local-up running meanwhile is not disturbed.
+        state_dir=REPO / ".local-state" / "chaos",
         queue_visibility_timeout=args.visibility_timeout,
         parameter_overrides={
             "MaxReceiveCount": str(args.max_receive_count),
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spike-rate", type=float, default=0.05)
     parser.add_argument("--spike-ms", type=float, default=1500.0)
     parser.add_argument("--rpm", type=int, default=1200, help="the server's requests-per-minute limit (429s)")
-    parser.add_argument("--max-receive-count", type=int, default=3)
+    parser.add_argument("--max-receive-count", type=int, default=2)
     parser.add_argument("--sdk-retries", type=int, default=1)
     parser.add_argument("--visibility-timeout", type=int, default=10)
     parser.add_argument("--drain-timeout", type=float, default=600.0)

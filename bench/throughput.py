@@ -24,15 +24,16 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import importlib
 import json
 import math
+import multiprocessing
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -87,8 +88,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def openai_server(args: argparse.Namespace, bucket_seconds: float) -> Iterator[str]:
-    """`python -m local.openai_server` in a child process (its own core); yields the /v1 base URL."""
+def openai_server(args: argparse.Namespace, bucket_seconds: float) -> Iterator[tuple[str, int]]:
+    """`python -m local.openai_server` in a child process (its own core); yields (/v1 base URL, pid)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-openai-") as state_dir:
         command = [
@@ -109,11 +110,44 @@ def openai_server(args: argparse.Namespace, bucket_seconds: float) -> Iterator[s
                     if process.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("the OpenAI-compatible server did not start (see its log)") from None
                     time.sleep(0.2)
-            yield f"{root}/v1"
+            yield f"{root}/v1", process.pid
         finally:
             process.terminate()
             process.wait(timeout=10)
             log.close()
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (every process, ours or not)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far by component: this process (moto, gateway, pollers, publisher), the
+    OpenAI server, each function's worker processes, and the machine as a whole."""
+    snapshot = {"bench process (moto + gateway + pollers + publisher)": _process_cpu(os.getpid())}
+    snapshot["openai server"] = _process_cpu(server_pid)
+    for child in multiprocessing.active_children():
+        if child.pid is not None and child.name.startswith("lambda-"):
+            name = f"{child.name.removeprefix('lambda-')} workers"
+            snapshot[name] = snapshot.get(name, 0.0) + _process_cpu(child.pid)
+    snapshot["machine (all processes)"] = _machine_busy()
+    return snapshot
+
+
+def cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    used = {name: round((after[name] - before.get(name, 0.0)) / seconds, 3) for name in after}
+    ours = sum(value for name, value in used.items() if not name.startswith("machine"))
+    used["other processes on the machine"] = round(used["machine (all processes)"] - ours, 3)
+    return used
 
 
 def _admin(base_url: str, path: str, method: str = "GET") -> dict[str, Any]:
@@ -121,6 +155,32 @@ def _admin(base_url: str, path: str, method: str = "GET") -> dict[str, Any]:
     response = httpx2.request(method, url, timeout=30.0)
     response.raise_for_status()
     return cast(dict[str, Any], response.json())
+
+
+# --- moto's SQS hot path -------------------------------------------------------------------------
+
+
+def fix_moto_sqs() -> None:
+    """`--fix-moto-sqs`: make moto's SQS cost O(1), not O(queue length), per message.
+
+    moto 5.2's ReceiveMessage checks each message's retention through GetQueueAttributes, which
+    builds every attribute of the queue three times, and each build counts the visible, delayed
+    and in-flight messages by scanning the queue with a datetime-based clock per message; each
+    SendMessage builds the attributes once more. With a few hundred messages queued that is most
+    of the CPU of the process that hosts moto (the profile in docs/capacity.md). Reading the
+    retention period directly and comparing message times with `time.time()` keeps SQS semantics.
+    The moto server runs in this process, so patching its classes here patches the server.
+    """
+    # moto's internals, patched as plain objects (their attributes are set dynamically).
+    sqs: Any = importlib.import_module("moto.sqs.models")
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time())
+
+    sqs.SQSBackend.is_message_valid_based_on_retention_period = retained
+    sqs.Message.visible = property(lambda self: time.time() * 1000 > self.visible_at)
+    sqs.Message.delayed = property(lambda self: time.time() * 1000 < self.delayed_until)
 
 
 # --- articles -------------------------------------------------------------------------------------
@@ -213,10 +273,14 @@ def result_rows(stack: OfflineStack) -> list[dict[str, Any]]:
         scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def run_stack(args: argparse.Namespace, profile: Profile, base_url: str, plan: CapacityPlan) -> dict[str, Any]:
+def run_stack(
+    args: argparse.Namespace, profile: Profile, base_url: str, server_pid: int, plan: CapacityPlan
+) -> dict[str, Any]:
     options = StackOptions(
         start_openai=False,
         queue_visibility_timeout=60,
+        # Every function (the categorizer and the fine-tuning pipeline's tasks) calls our server.
+        function_env_overrides={"OPENAI_BASE_URL": base_url},
         parameter_overrides={
             key: str(value)
             for key, value in (
@@ -229,9 +293,6 @@ def run_stack(args: argparse.Namespace, profile: Profile, base_url: str, plan: C
     )
     articles = generate_articles(profile.articles, f"bench-{int(time.time())}")
     with OfflineStack.start(options, progress=lambda line: say(f"  {line}")) as stack:
-        # StackOptions has no "use this running OpenAI server": point the stack at ours before any
-        # function environment is built from its endpoints.
-        stack.endpoints = dataclasses.replace(stack.endpoints, openai_base_url=base_url)
         say("fine-tuning on the demo corpus and activating the model")
         ensure_active_model(stack)
         stack.serve_http_apis()
@@ -240,8 +301,10 @@ def run_stack(args: argparse.Namespace, profile: Profile, base_url: str, plan: C
         rate = args.rpm / 60 * args.offered_load
         say(f"publishing {len(articles):,} articles at {rate:.1f}/s")
         publish_started = time.time()
+        cpu_before = cpu_snapshot(server_pid)
         published, accepted, statuses = publish_paced(stack, articles, rate, args.publish_batch)
         publish_ended = time.time()
+        cpu = cores_used(cpu_before, cpu_snapshot(server_pid), publish_ended - publish_started)
         say(f"published in {publish_ended - publish_started:.1f} s ({statuses}); draining")
         drained = stack.wait_until_drained(args.drain_timeout)
         drain_ended = time.time()
@@ -279,6 +342,7 @@ def run_stack(args: argparse.Namespace, profile: Profile, base_url: str, plan: C
         "lambda_invocations": sum(s.invocations for s in pollers),
         "records_returned_for_retry": sum(s.returned for s in pollers),
         "mean_batch_size": round(statistics.fmean(b for s in pollers for b in s.batch_sizes), 2),
+        "cores_used_while_publishing": cpu,
         "timeline": server["timeline"],
         "t0": publish_started,
     }
@@ -428,13 +492,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profile = dataclasses.replace(profile, baseline_scale=args.baseline_scale)
     bucket_seconds = args.bucket_seconds or min(60.0, 60.0 * profile.baseline_scale)
     plan = plan_for(args)
+    if args.fix_moto_sqs:
+        fix_moto_sqs()
     say(
         f"plan: ReservedConcurrency {plan.reserved_concurrency}, {plan.instance_requests_per_minute} requests/min "
         f"per instance (budget {plan.budget_rpm:,.0f} of {args.rpm:,} RPM)"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with openai_server(args, bucket_seconds) as base_url:
-        stack = run_stack(args, profile, base_url, plan)
+    with openai_server(args, bucket_seconds) as (base_url, server_pid):
+        stack = run_stack(args, profile, base_url, server_pid, plan)
         models = httpx2.get(f"{base_url}/models", headers={"Authorization": "Bearer x"}, timeout=10.0).json()
         model_id = next(m["id"] for m in models["data"] if m["id"].startswith("ft:"))
         baseline = run_baseline(args, profile, base_url, model_id)
@@ -446,6 +512,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_bucket_seconds": bucket_seconds,
             "offered_load": args.offered_load,
             "quick": args.quick,
+            "fix_moto_sqs": args.fix_moto_sqs,
             "cores": os.cpu_count(),
         },
         "plan": {
@@ -466,6 +533,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     name = "throughput-quick" if args.quick else "throughput"
+    if args.fix_moto_sqs:
+        name += "-fixed-sqs"
     timelines = {"stack": stack["timeline"], "first_implementation": baseline["timeline"]}
     (RESULTS / f"{name}.json").write_text(
         json.dumps({**summary, "timelines": timelines}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -488,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-token-budget", type=int, default=1024)
     parser.add_argument("--baseline-scale", type=float, help="k: baseline chunks 8,000·k rows, sleeps 60·k s")
     parser.add_argument("--bucket-seconds", type=float, help="the server's burst window (default 60·k s)")
+    parser.add_argument(
+        "--fix-moto-sqs", action="store_true", help="patch moto's O(queue length) SQS hot path (see fix_moto_sqs)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     summary = run(args)

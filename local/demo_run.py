@@ -2,7 +2,8 @@
 
 1. start the offline stack (moto + the OpenAI-compatible server + template.yaml's resources);
 2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-1) into training
-   and held-out articles, fine-tune on the training part, activate the model;
+   and held-out articles; the training part becomes the pipeline bucket's labels, and a run of
+   the fine-tuning state machine exports, fine-tunes, evaluates and promotes the model;
 3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
    categorised by CategorizeFunction behind the Lambda-like SQS poller into ResultsTable;
 4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import tempfile
 import time
 import unicodedata
 from collections import defaultdict
@@ -22,25 +24,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import openai
 
-from categorizer.active_model import write_active_model
-from categorizer.finetune.dataset import build_dataset, estimate_tokens, to_jsonl
-from categorizer.finetune.models import LabelledArticle
+from categorizer.finetune.models import DatasetManifest, EvaluationMetrics, Hyperparameters, PipelineConfig
+from categorizer.finetune.promotion import current_active_model
+from categorizer.finetune.storage import RunStore
 from categorizer.ingest import webhook_secrets
 from categorizer.models import ActiveModel, CategorizationResult
 from categorizer.pricing import Prices
 from categorizer.taxonomy import Taxonomy, bundled_taxonomy
 from local.stack import OfflineStack, StackOptions
+from tools.finetune import follow, import_labels
 from tools.publish import publish
 
 CORPUS = Path(__file__).resolve().parent / "demo" / "articles.jsonl"
 TAXONOMY_VERSION = "demo-1"
 HELD_OUT_FRACTION = 0.25
 SEED = 7
-BASE_MODEL = "gpt-4o-mini-2024-07-18"
 N_EPOCHS = 3
-INPUT_TOKEN_BUDGET = 512
+LABELS_KEY = "labels/demo.jsonl"
+# The local server's jobs finish in seconds: check them every second, not every minute.
+POLL_SECONDS = 1
+FOLLOW_SECONDS = 0.5
 # A reported failure comes back after this long instead of the template's 200 s.
 DEMO_VISIBILITY_TIMEOUT = 20
 DRAIN_TIMEOUT_SECONDS = 90
@@ -78,7 +82,10 @@ class FineTuned:
     model_id: str
     job_id: str
     trained_tokens: int
-    training_examples: int
+    execution_arn: str
+    manifest: DatasetManifest
+    metrics: EvaluationMetrics
+    record: ActiveModel
 
 
 def fine_tune(
@@ -87,63 +94,89 @@ def fine_tune(
     taxonomy: Taxonomy,
     report: Callable[[str], None] = say,
 ) -> FineTuned:
-    """Fine-tune on the training articles and return the model (the one place step 2 happens)."""
-    dataset = build_dataset(
-        [LabelledArticle.model_validate(article) for article in train],
-        taxonomy,
-        input_token_budget=INPUT_TOKEN_BUDGET,
-        validation_fraction=0.0,
-        seed=SEED,
-        min_examples_per_class=1,
-    )
-    estimate = estimate_tokens(dataset, N_EPOCHS, Prices.from_env(), max_example_tokens=65_536)
-    client = openai.OpenAI(base_url=stack.endpoints.openai_base_url, api_key=stack.openai_api_key)
-    training_file = client.files.create(file=("demo-train.jsonl", to_jsonl(dataset.train)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(
-        model=BASE_MODEL,
-        training_file=training_file.id,
+    """Fine-tune on the training articles with the pipeline; the promoted model (the one place step 2 happens).
+
+    The articles go to the pipeline bucket's labels/ prefix (validated by `tools.finetune
+    import`), one execution of FineTuneStateMachine runs export → upload → job → evaluate →
+    promote on the stack's Step Functions, and the active-model record it wrote is read back.
+    """
+    bucket = stack.provisioned.ref("PipelineBucket")
+    s3 = stack.client("s3")
+    with tempfile.TemporaryDirectory() as scratch:
+        labels = Path(scratch) / LABELS_KEY.rsplit("/", 1)[-1]
+        labels.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in train), encoding="utf-8")
+        count = import_labels(s3, bucket, labels, LABELS_KEY, taxonomy.version)
+    report(f"  labels: {count} articles → s3://{bucket}/{LABELS_KEY}")
+    run_input = PipelineConfig(
+        taxonomy_version=taxonomy.version,
+        hyperparameters=Hyperparameters(n_epochs=N_EPOCHS),
         suffix="demo",
-        hyperparameters={"n_epochs": N_EPOCHS},
-    )
-    report(f"  job {job.id}: {len(dataset.train)} examples, ~{estimate.billed_training_tokens:,} billed tokens")
-    seen: set[str] = set()
-    while job.status not in ("succeeded", "failed", "cancelled"):
-        time.sleep(0.5)
-        job = client.fine_tuning.jobs.retrieve(job.id)
-        for event in reversed(client.fine_tuning.jobs.list_events(job.id, limit=20).data):
-            if event.id not in seen:
-                seen.add(event.id)
-                report(f"  {event.message}")
-    if job.status != "succeeded" or not job.fine_tuned_model:
-        raise RuntimeError(f"fine-tuning job {job.id} ended {job.status}: {job.error}")
-    return FineTuned(
-        model_id=job.fine_tuned_model,
-        job_id=job.id,
-        trained_tokens=job.trained_tokens or estimate.billed_training_tokens,
-        training_examples=len(dataset.train),
-    )
-
-
-def activate(stack: OfflineStack, tuned: FineTuned, taxonomy: Taxonomy) -> str:
-    """Write the active-model record the categorize function reads; returns the parameter name."""
+        seed=SEED,
+        poll_seconds=POLL_SECONDS,
+    ).model_dump(mode="json", exclude_unset=True)
+    warmed = stack.warm_state_machine_tasks("FineTuneStateMachine")
+    report(f"  warmed {len(warmed)} task functions; starting FineTuneStateMachine with {json.dumps(run_input)}")
+    sfn = stack.client("stepfunctions")
+    execution_arn = sfn.start_execution(
+        stateMachineArn=stack.provisioned.ref("FineTuneStateMachine"),
+        name=time.strftime("demo-%Y%m%dT%H%M%SZ", time.gmtime()),
+        input=json.dumps(run_input),
+    )["executionArn"]
+    result = follow(sfn, execution_arn, lambda line: report(f"  {line}"), poll_seconds=FOLLOW_SECONDS)
+    if result["status"] != "SUCCEEDED":
+        raise RuntimeError(
+            f"the fine-tuning pipeline ended {result['status']}: {result.get('error')}: {result.get('cause')}"
+        )
+    output = json.loads(result["output"])
+    if not output["promotion"]["promoted"]:
+        raise RuntimeError(f"the pipeline did not promote its model: {output['promotion']['reason']}")
+    store = RunStore(s3, bucket)
+    manifest = DatasetManifest.model_validate(store.get_json(store.key_of(output["dataset"]["manifest"])))
     parameter = stack.provisioned.parameters["ActiveModelParameterName"]
-    record = ActiveModel(model_id=tuned.model_id, taxonomy_version=taxonomy.version, job_id=tuned.job_id)
-    write_active_model(stack.client("ssm"), parameter, record)
-    return parameter
+    record = current_active_model(stack.client("ssm"), parameter)
+    if record is None or record.model_id != output["promotion"]["model_id"]:
+        raise RuntimeError(f"{parameter} does not hold the promoted model {output['promotion']['model_id']}")
+    tuned = FineTuned(
+        model_id=record.model_id,
+        job_id=output["job"]["job_id"],
+        trained_tokens=output["job"]["trained_tokens"] or manifest.tokens.billed_training_tokens,
+        execution_arn=execution_arn,
+        manifest=manifest,
+        metrics=EvaluationMetrics.model_validate(output["evaluation"]["metrics"]),
+        record=record,
+    )
+    for line in pipeline_summary(tuned, parameter):
+        report(f"  {line}")
+    return tuned
+
+
+def pipeline_summary(tuned: FineTuned, parameter: str) -> list[str]:
+    """The run's manifest and evaluation in a few lines."""
+    manifest, tokens, m = tuned.manifest, tuned.manifest.tokens, tuned.metrics
+    return [
+        f"manifest {manifest.files.get('train', '').rsplit('/', 1)[0]}/manifest.json:",
+        f"  {manifest.source['records']} labelled articles → {manifest.counts['train']} train / "
+        f"{manifest.counts['validation']} validation examples, {manifest.counts['classes']} classes "
+        f"(seed {manifest.seed}, validation {manifest.validation_fraction:.0%}, "
+        f"input budget {manifest.input_token_budget:,} tokens)",
+        f"  training estimate: {tokens.train_tokens:,} tokens × {tokens.n_epochs} epochs = "
+        f"{tokens.billed_training_tokens:,} billed, ${tokens.estimated_cost_usd:.4f} "
+        f"(cost guard ${manifest.cost_guard_usd:.2f})",
+        f"evaluation on {m.n} validation examples: top-1 {m.top1:.3f}, top-3 {m.top3:.3f}, "
+        f"macro-F1 {m.macro_f1:.3f}, ECE {m.ece:.3f}, coverage {m.coverage:.3f}, "
+        f"no valid label {m.no_valid_label}, cost ${m.eval_cost_usd:.4f}",
+        f"active model ({parameter}): {tuned.record.model_id}, taxonomy {tuned.record.taxonomy_version}, "
+        f"job {tuned.record.job_id}",
+    ]
 
 
 def ensure_active_model(stack: OfflineStack) -> None:
     """Give a fresh stack a model (trained on the whole demo corpus) unless one is active."""
     parameter = stack.provisioned.parameters["ActiveModelParameterName"]
-    ssm = stack.client("ssm")
-    try:
-        ssm.get_parameter(Name=parameter)
+    if current_active_model(stack.client("ssm"), parameter) is not None:
         return
-    except ssm.exceptions.ParameterNotFound:
-        pass
     taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
-    tuned = fine_tune(stack, load_corpus(), taxonomy, report=lambda line: print(line, file=sys.stderr))
-    activate(stack, tuned, taxonomy)
+    fine_tune(stack, load_corpus(), taxonomy, report=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def publish_articles(stack: OfflineStack, articles: Sequence[dict[str, Any]]) -> int:
@@ -201,6 +234,8 @@ def run() -> int:
     taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
     corpus = load_corpus()
     train, held_out = split_corpus(corpus, HELD_OUT_FRACTION, SEED)
+    # The accuracy below means something only if no held-out article is among the labels.
+    assert not {a["article_id"] for a in train} & {a["article_id"] for a in held_out}
     prices = Prices.from_env()
 
     say("[1/4] starting the offline stack")
@@ -212,10 +247,8 @@ def run() -> int:
             f"articles ({', '.join(languages)}), {len(train)} for training, {len(held_out)} held out"
         )
 
-        say("[2/4] fine-tuning through the local OpenAI-compatible server")
+        say("[2/4] fine-tuning with the pipeline (FineTuneStateMachine) through the local OpenAI-compatible server")
         tuned = fine_tune(stack, train, taxonomy)
-        parameter = activate(stack, tuned, taxonomy)
-        say(f"  active model: {tuned.model_id} ({parameter})")
 
         say("[3/4] publishing the held-out articles through the CMS webhook")
         stack.serve_http_apis()

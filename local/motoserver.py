@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import urllib.request
 from typing import Any
 
 from moto.core.config import default_user_config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-# Step Functions really runs executions; Lambda uses moto's no-Docker backend (task routing
-# to the offline functions is the fine-tuning pipeline's concern: see local/ and docs/offline.md).
+# Step Functions really runs executions; Lambda uses moto's no-Docker backend, whose Invoke
+# local/lambda_dispatch.py routes to the offline functions.
 MOTO_CONFIG: dict[str, Any] = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
@@ -25,6 +26,7 @@ class MotoServer:
         self.endpoint_url = ""
         # moto's config is process-wide: put it back on stop, for whatever else runs here (tests).
         self._saved_config = copy.deepcopy(default_user_config)
+        self._saved_moto_port: str | None = None
 
     def start(self, config: dict[str, Any] | None = None) -> str:
         # werkzeug logs every request at INFO: far too chatty for a demo.
@@ -32,6 +34,10 @@ class MotoServer:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # In server mode moto's Step Functions calls its task services (Lambda Invoke) through
+        # boto3 at localhost:$MOTO_PORT (default 5000), read at each call: point it at this server.
+        self._saved_moto_port = os.environ.get("MOTO_PORT")
+        os.environ["MOTO_PORT"] = str(port)
         # moto keeps its backends per process: start from an empty account.
         self._post("/moto-api/reset", {})
         self.configure(config or MOTO_CONFIG)
@@ -55,3 +61,7 @@ class MotoServer:
     def stop(self) -> None:
         self._server.stop()
         default_user_config.update(copy.deepcopy(self._saved_config))
+        if self._saved_moto_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = self._saved_moto_port

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class OfflineStack:
         self._pools: list[FunctionPool] = []
         self.pollers: list[SqsPoller] = []
         self._gateways: list[HttpApiGateway] = []
+        # logical id → the environments that serve moto's Lambda Invoke (Step Functions tasks).
+        self._invoke_pools: dict[str, FunctionPool] = {}
         # HttpApi logical id → base URL on loopback (while `serve_http_apis` runs, or attached).
         self.http_api_urls: dict[str, str] = dict(http_api_urls or {})
 
@@ -265,9 +268,28 @@ class OfflineStack:
     def serve_lambda_invokes(self) -> None:
         """Lambda Invoke in moto (Step Functions tasks) runs the template's functions offline."""
         for logical_id, spec in self.provisioned.functions.items():
-            size = spec.reserved_concurrency or 1
-            lambda_dispatch.route(spec.name, functools.partial(_invoke_or_raise, self.pool(logical_id, size)))
+            pool = self.pool(logical_id, spec.reserved_concurrency or 1)
+            self._invoke_pools[logical_id] = pool
+            lambda_dispatch.route(spec.name, functools.partial(_invoke_or_raise, pool))
         self._stoppers.append(lambda_dispatch.clear_routes)
+
+    def warm_state_machine_tasks(self, logical_id: str) -> list[str]:
+        """Start the environments of the functions a state machine invokes, in parallel.
+
+        Otherwise each state pays its function's cold start in turn (seconds each on two cores);
+        warm environments are what a pipeline that runs regularly mostly meets in Lambda too.
+        Returns the functions' logical ids.
+        """
+        definition = self.client("stepfunctions").describe_state_machine(
+            stateMachineArn=self.provisioned.ref(logical_id)
+        )["definition"]
+        tasks = [fid for fid in self._invoke_pools if self.provisioned.functions[fid].arn in definition]
+        threads = [threading.Thread(target=self._invoke_pools[fid].warm) for fid in tasks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return tasks
 
     def _sqs_client(self) -> SQSClient:
         client: SQSClient = self.client("sqs")

@@ -1,12 +1,12 @@
-"""`python -m tools publish …` and `python -m tools dlq …`."""
+"""`python -m tools publish …`, `python -m tools dlq …` and `python -m tools finetune …`."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import dlq, publish
+from tools import dlq, finetune, publish
 
-COMMANDS = {"publish": publish.main, "dlq": dlq.main}
+COMMANDS = {"publish": publish.main, "dlq": dlq.main, "finetune": finetune.main}
 
 
 def main() -> int:

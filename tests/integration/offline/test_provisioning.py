@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,15 @@ def test_sqs_event_source_carries_the_templates_scaling(stack: OfflineStack) -> 
     assert source.maximum_concurrency == 2
     assert source.report_batch_item_failures
     assert source.queue_url == stack.provisioned.ref("ArticleQueue")
+
+
+def test_step_functions_reach_this_moto_server_and_the_pipeline_bucket_is_usable(stack: OfflineStack) -> None:
+    # GIVEN the stack's moto server WHEN Step Functions builds its task clients (localhost:$MOTO_PORT)
+    # THEN MOTO_PORT is this server's port, not moto's default 5000
+    assert stack.endpoints.aws_endpoint_url.endswith(f":{os.environ['MOTO_PORT']}")
+    # AND the pipeline bucket's policy was applied without its TLS-only Deny (moto ignores the
+    # Condition, so the Deny would refuse every plain-HTTP request offline): objects can be written and read
+    bucket = stack.provisioned.ref("PipelineBucket")
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=bucket, Key="labels/probe.jsonl", Body=b"{}\n")
+    assert s3.get_object(Bucket=bucket, Key="labels/probe.jsonl")["Body"].read() == b"{}\n"

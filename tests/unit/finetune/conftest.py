@@ -274,7 +274,7 @@ def pipeline_stack(fake_openai: FakeOpenAI) -> Iterator[PipelineStack]:
             "ActiveModelParameterName": PARAMETER,
             "OpenAIApiKeySecretArn": secret_arn,
             "CostGuardUSD": "50",
-            "InputTokenBudget": "512",
+            "InputTokenBudget": str(template["Parameters"]["InputTokenBudget"]["Default"]),
             "TopK": "5",
         }
         resolver = Resolver(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from local.cfn import Resolver, TemplateError, load_template, resolve_parameters, substitute_definition
-from local.provision import SUPPORTED_TYPES, _merge_globals
+from local.provision import SUPPORTED_TYPES, _merge_globals, offline_bucket_policy
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = load_template(REPO / "template.yaml")
@@ -98,3 +98,18 @@ def test_definition_substitutions_fill_placeholders_and_reject_unknown_ones() ->
     )
     with pytest.raises(TemplateError, match="Missing"):
         substitute_definition('{"Resource": "${Missing}"}', {})
+
+
+def test_offline_bucket_policy_drops_only_conditional_denies() -> None:
+    # GIVEN the template's pipeline bucket policy (its TLS-only Deny carries a Condition, which
+    # moto ignores) plus an unconditional statement
+    document = TEMPLATE["Resources"]["PipelineBucketPolicy"]["Properties"]["PolicyDocument"]
+    tls_only = [s for s in document["Statement"] if s["Effect"] == "Deny" and "Condition" in s]
+    assert tls_only, "the template's bucket policy lost its TLS-only Deny"
+    allow = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::b"}
+    # WHEN the offline provisioner prepares it
+    offline = offline_bucket_policy({**document, "Statement": [*document["Statement"], allow, deny]})
+    # THEN the conditional Deny is gone and everything else is kept as written
+    assert offline["Statement"] == [allow, deny]
+    assert offline["Version"] == document["Version"]

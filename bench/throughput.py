@@ -53,7 +53,7 @@ from categorizer.ingest import webhook_secrets  # noqa: E402
 from categorizer.pricing import Prices  # noqa: E402
 from categorizer.prompt import build_prompt  # noqa: E402
 from local.demo_run import ensure_active_model, load_corpus  # noqa: E402
-from local.stack import OfflineStack, StackOptions  # noqa: E402
+from local.stack import STATE_DIR, OfflineStack, StackOptions  # noqa: E402
 from tools.publish import publish  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -97,7 +97,8 @@ def openai_server(args: argparse.Namespace, bucket_seconds: float) -> Iterator[t
             "--rpm", str(args.rpm), "--tpm", str(LARGE_TPM), "--bucket-seconds", str(bucket_seconds),
             "--latency-ms", str(args.latency_ms), "--jitter-ms", str(args.jitter_ms), "--seed", "1",
         ]  # fmt: skip
-        log = (RESULTS / "throughput-openai-server.log").open("w", encoding="utf-8")
+        (STATE_DIR / "logs").mkdir(parents=True, exist_ok=True)
+        log = (STATE_DIR / "logs" / "openai-server-bench.log").open("w", encoding="utf-8")
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         root = f"http://127.0.0.1:{port}"
         try:
@@ -463,10 +464,13 @@ def plot(stack: dict[str, Any], baseline: dict[str, Any], rpm: int, warmup: floa
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharey=True)
     runs = (("offline stack (planner-sized, client-side limiter)", stack), ("first implementation", baseline))
     for ax, (title, run) in zip(axes, runs, strict=True):
-        t0 = run["t0"]
-        xs = [s["second"] - t0 for s in run["timeline"]]
-        ax.plot(xs, [s["accepted"] for s in run["timeline"]], label="accepted requests/s", color="tab:blue")
-        ax.plot(xs, [s["rate_limited"] for s in run["timeline"]], label="429 responses/s", color="tab:red")
+        # Every second of the run, 0 where the server saw nothing (the baseline's sleeps).
+        by_second = {s["second"]: s for s in run["timeline"]}
+        seconds = range(min(by_second), max(by_second) + 1) if by_second else range(0)
+        xs = [second - run["t0"] for second in seconds]
+        series = (("accepted", "accepted requests/s", "tab:blue"), ("rate_limited", "429 responses/s", "tab:red"))
+        for key, label, color in series:
+            ax.plot(xs, [by_second.get(second, {}).get(key, 0) for second in seconds], label=label, color=color)
         ax.axhline(rpm / 60, color="black", linestyle="--", label=f"limit R/60 = {rpm / 60:g}/s")
         if run is stack:
             ax.axvspan(warmup, warmup + run["window_seconds"], color="tab:green", alpha=0.1, label="steady window")
@@ -523,8 +527,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "overhead_ms": args.overhead_ms,
         },
         "side_by_side": side_by_side(stack, baseline),
-        "stack": {k: v for k, v in stack.items() if k not in ("timeline", "t0")},
-        "first_implementation": {k: v for k, v in baseline.items() if k not in ("timeline", "t0")},
+        "stack": {k: v for k, v in stack.items() if k != "timeline"},
+        "first_implementation": {k: v for k, v in baseline.items() if k != "timeline"},
         "targets_met": {
             "achieved_ge_0.95": stack["achieved_ratio"] >= 0.95,
             "share_429_le_1pct": stack["share_429"] <= 0.01,

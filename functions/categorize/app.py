@@ -73,6 +73,15 @@ dead_letters = DeadLetterQueue(boto3.client("sqs"), settings.dlq_url)
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
+def _log_keys(record: SQSRecord) -> dict[str, object]:
+    """Per-record keys: records run concurrently, so they cannot live in the logger's shared state."""
+    keys: dict[str, object] = {"message_id": record.message_id}
+    correlation = record.message_attributes["correlation_id"]  # None when absent
+    if correlation is not None and correlation.string_value:
+        keys["correlation_id"] = correlation.string_value  # the webhook request that queued it
+    return keys
+
+
 def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:
     dead_letters.send(
         record.body,
@@ -83,11 +92,12 @@ def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int
         receive_count=receive_count,
     )
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
-    logger.warning("dead-lettered", extra={"message_id": record.message_id, "reason": reason, "detail": redact(detail)})
+    logger.warning("dead-lettered", extra={**_log_keys(record), "reason": reason, "detail": redact(detail)})
 
 
-def _record_outcome(article: ArticleEvent, outcome: Outcome) -> None:
+def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) -> None:
     log: dict[str, object] = {
+        **_log_keys(record),
         "article_id": article.article_id,
         "revision": article.revision,
         "status": outcome.status,
@@ -135,13 +145,13 @@ async def record_handler(record: SQSRecord) -> None:
         logger.warning(
             "transient failure; the record will be retried",
             extra={
-                "message_id": record.message_id,
+                **_log_keys(record),
                 "receive_count": receive_count,
                 "error": redact(repr(error)),
             },
         )
         raise
-    _record_outcome(article, outcome)
+    _record_outcome(record, article, outcome)
 
 
 @logger.inject_lambda_context

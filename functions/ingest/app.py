@@ -63,7 +63,12 @@ def post_articles() -> Response[str]:
     raw = event.body or ""
     # API Gateway base64-encodes bodies it does not take for text (e.g. invalid UTF-8).
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8", "surrogatepass")
-    request = WebhookRequest(headers=event.headers, body=body, query=event.query_string_parameters)
+    request = WebhookRequest(
+        headers=event.headers,
+        body=body,
+        query=event.query_string_parameters,
+        correlation_id=logger.get_correlation_id(),
+    )
     try:
         response = handle_webhook(request, secrets=_secrets, queue=queue, limits=limits)
     except (ClientError, BotoCoreError, parameters.exceptions.GetParameterError) as error:

@@ -28,7 +28,7 @@ from categorizer.models import ArticleEvent, validation_problems
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
@@ -252,13 +252,13 @@ class ArticleQueue:
         self._base_delay = base_delay_seconds
         self._sleep = sleep
 
-    def enqueue(self, items: Sequence[ValidItem]) -> EnqueueReport:
+    def enqueue(self, items: Sequence[ValidItem], correlation_id: str | None = None) -> EnqueueReport:
         report = EnqueueReport()
         for chunk in _chunks(items):
-            self._send_chunk(chunk, report)
+            self._send_chunk(chunk, report, correlation_id)
         return report
 
-    def _send_chunk(self, chunk: list[ValidItem], report: EnqueueReport) -> None:
+    def _send_chunk(self, chunk: list[ValidItem], report: EnqueueReport, correlation_id: str | None) -> None:
         pending = {str(item.index): item for item in chunk}
         last_error: dict[str, str] = {}
         for attempt in range(self._max_attempts):
@@ -266,7 +266,8 @@ class ArticleQueue:
                 self._sleep(self._base_delay * 2 ** (attempt - 1))
             try:
                 response = self._sqs.send_message_batch(
-                    QueueUrl=self._queue_url, Entries=[self._entry(key, item) for key, item in pending.items()]
+                    QueueUrl=self._queue_url,
+                    Entries=[self._entry(key, item, correlation_id) for key, item in pending.items()],
                 )
             except (ClientError, BotoCoreError) as error:
                 code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else ""
@@ -284,15 +285,14 @@ class ArticleQueue:
         report.failed.extend((item, last_error.get(key, "unknown")) for key, item in pending.items())
 
     @staticmethod
-    def _entry(key: str, item: ValidItem) -> SendMessageBatchRequestEntryTypeDef:
-        return {
-            "Id": key,
-            "MessageBody": item.message,
-            "MessageAttributes": {
-                "article_id": {"DataType": "String", "StringValue": item.article.article_id},
-                "source": {"DataType": "String", "StringValue": "ingest"},
-            },
+    def _entry(key: str, item: ValidItem, correlation_id: str | None) -> SendMessageBatchRequestEntryTypeDef:
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "article_id": {"DataType": "String", "StringValue": item.article.article_id},
+            "source": {"DataType": "String", "StringValue": "ingest"},
         }
+        if correlation_id:  # the webhook request's id, so CategorizeFunction's logs link back to it
+            attributes["correlation_id"] = {"DataType": "String", "StringValue": correlation_id}
+        return {"Id": key, "MessageBody": item.message, "MessageAttributes": attributes}
 
 
 # ---------------------------------------------------------------- the webhook
@@ -303,6 +303,7 @@ class WebhookRequest:
     headers: Mapping[str, str]
     body: bytes
     query: Mapping[str, str] = field(default_factory=dict)
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -384,7 +385,7 @@ def handle_webhook(
     valid = [r for r in results if isinstance(r, ValidItem)]
     # An identical event twice in one request is queued once.
     unique = list({item.message: item for item in reversed(valid)}.values())[::-1]
-    report = queue.enqueue(unique)
+    report = queue.enqueue(unique, request.correlation_id)
     log = {"items": len(items), "queued": len(report.queued), "failed": len(report.failed)}
     if report.failed:
         return WebhookResponse(

@@ -227,3 +227,21 @@ def test_html_body_is_sent_as_text_and_oversized_body_is_cut_to_budget(
     assert "Cup final & penalties" in html_prompt
     assert "track()" not in html_prompt and "color" not in html_prompt
     assert stack.row("big") is not None and stack.row("big")["truncated"] is True  # type: ignore[index]
+
+
+def test_logs_carry_the_webhook_correlation_id_and_no_article_body(
+    categorize: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a record queued by the webhook with its request id as correlation_id
+    event = sqs_event(article("c-1", body="Secret-ish body text that must not be logged."))
+    event["Records"][0]["messageAttributes"] = {
+        "correlation_id": {"stringValue": "req-abc-123", "dataType": "String", "stringListValues": []}
+    }
+    # WHEN handled
+    with caplog.at_level("DEBUG"):
+        assert invoke(categorize, event) == {"batchItemFailures": []}
+    # THEN the per-article log line links back to the request, and the body is not logged
+    [processed] = [r for r in caplog.records if r.getMessage() == "article processed"]
+    assert processed.__dict__["correlation_id"] == "req-abc-123"
+    assert processed.__dict__["article_id"] == "c-1"
+    assert all("must not be logged" not in repr(r.__dict__) for r in caplog.records)

@@ -221,3 +221,16 @@ def test_the_signature_example_in_the_docs_is_right() -> None:
     docs = (Path(__file__).resolve().parents[3] / "docs" / "ingest.md").read_text(encoding="utf-8")
     expected = sign(b"example-secret", "1764057600", b'{"article_id":"a-1"}')
     assert f"X-Signature: {expected}" in docs
+
+
+def test_queued_messages_carry_the_request_correlation_id(ingest_stack: IngestStack) -> None:
+    # GIVEN a webhook request whose id is the correlation id
+    queue = ArticleQueue(ingest_stack.sqs, ingest_stack.queue_url, sleep=lambda _: None)
+    # WHEN its articles are enqueued
+    queue.enqueue(_items(2), correlation_id="req-42")
+    # THEN every message carries it, so CategorizeFunction's logs link back to the request
+    response = ingest_stack.sqs.receive_message(
+        QueueUrl=ingest_stack.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    attributes = [m["MessageAttributes"]["correlation_id"]["StringValue"] for m in response["Messages"]]
+    assert attributes == ["req-42", "req-42"]

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install test lint unit demo local-up build clean bench-budget bench-overhead chaos bench
+.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead chaos bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,8 +96,15 @@ build-%Function:
 	cp *.py "$(ARTIFACTS_DIR)/"
 
 # Benchmarks (docs/capacity.md); results in bench/results/ (JSON + PNG).
+# The real livedoor corpus, read by path (never copied into the project).
+DATA ?= ../shared/data/livedoor-dev.jsonl.gz
+
 bench-budget: install
-	$(BIN)/python bench/budget.py
+	$(BIN)/python bench/budget.py --data $(DATA)
+
+# The local fine-tune on livedoor: one JSON line (top-1, top-3, train seconds, ms per article).
+bench-finetune: install
+	$(BIN)/python bench/livedoor_finetune.py --data $(DATA) $(ARGS)
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py

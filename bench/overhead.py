@@ -19,20 +19,16 @@ import argparse
 import asyncio
 import cProfile
 import gzip
-import importlib.util
 import json
-import math
 import os
 import pstats
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +37,7 @@ RESULTS = REPO / "bench" / "results"
 DATA = REPO.parent / "shared" / "data" / "livedoor-dev.jsonl.gz"
 MODEL_ID = "ft:gpt-4o-mini-2024-07-18:bench::overhead"
 BATCH_SIZE = 10
+ANSWER = [("3", 0.80), ("7", 0.15), ("12", 0.03)]  # the canned completion's (token, probability)
 T = TypeVar("T")
 # Dummy settings for a module import: nothing is called at init, so no value is dereferenced.
 _DUMMY_ENV = {
@@ -50,69 +47,6 @@ _DUMMY_ENV = {
     "POWERTOOLS_SERVICE_NAME": "article-categorizer",
     "POWERTOOLS_METRICS_NAMESPACE": "ArticleCategorizer",
 }
-
-
-def _completion(model: str) -> dict[str, Any]:
-    top = [("3", 0.80), ("7", 0.15), ("12", 0.03)]
-    entries = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in top]
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
-        "object": "chat.completion",
-        "created": 1_764_000_000,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "3"},
-                "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]},
-                "finish_reason": "length",
-            }
-        ],
-        "usage": {"prompt_tokens": 500, "completion_tokens": 1, "total_tokens": 501},
-    }
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_app", REPO / "functions" / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _sqs_event(bodies: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"m-{uuid.uuid4().hex}",
-                "receiptHandle": "rh",
-                "body": json.dumps(body, ensure_ascii=False),
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1764000000000",
-                    "SenderId": "AIDAEXAMPLE",
-                    "ApproximateFirstReceiveTimestamp": "1764000000001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0" * 32,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:article-queue",
-                "awsRegion": "us-east-1",
-            }
-            for body in bodies
-        ]
-    }
-
-
-class _Context:
-    function_name = "CategorizeFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:CategorizeFunction"
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 async def _inline(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -139,6 +73,8 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
 
     from categorizer.active_model import write_active_model
     from categorizer.models import ActiveModel
+    from local.lambda_shapes import LambdaContext, load_module_from_file, sqs_event
+    from local.openai_server.chat import chat_completion_json
 
     with gzip.open(DATA, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for _, line in zip(range(n_articles), lines, strict=False)]
@@ -177,22 +113,22 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
         # The handler logs a line per article, as in Lambda; write it, but not to the terminal.
         devnull = open(os.devnull, "w")  # noqa: SIM115
         stdout, sys.stdout = sys.stdout, devnull
-        app = _load("categorize")
-        answer = json.dumps(_completion(MODEL_ID)).encode()
+        app = load_module_from_file(REPO / "functions" / "categorize" / "app.py", "categorize")
+        answer = json.dumps(chat_completion_json(MODEL_ID, ANSWER, prompt_tokens=500)).encode()
         transport = httpx2.MockTransport(
             lambda request: httpx2.Response(200, content=answer, headers={"content-type": "application/json"})
         )
         app.service = app.build_service(openai_transport=transport)  # type: ignore[attr-defined]
         batches = [articles[i : i + BATCH_SIZE] for i in range(0, len(articles), BATCH_SIZE)]
         # Warm-up: first client, secret, parameter, tokenizer.
-        app.lambda_handler(_sqs_event(batches[0]), _Context())
+        app.lambda_handler(sqs_event(*batches[0]), LambdaContext())
         warm = [dict(a, version=2, title=a["title"] + " 2") for a in articles[BATCH_SIZE:]]
         warm_batches = [warm[i : i + BATCH_SIZE] for i in range(0, len(warm), BATCH_SIZE)]
         half = len(warm_batches) // 2
         try:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             for batch in warm_batches[:half]:
-                failures = app.lambda_handler(_sqs_event(batch), _Context())["batchItemFailures"]
+                failures = app.lambda_handler(sqs_event(*batch), LambdaContext())["batchItemFailures"]
                 assert not failures, failures
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             # cProfile sees one thread: run the store's boto3 calls inline while profiling.
@@ -201,7 +137,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
             profiler = cProfile.Profile()
             profiler.enable()
             for batch in warm_batches[half:]:
-                app.lambda_handler(_sqs_event(batch), _Context())
+                app.lambda_handler(sqs_event(*batch), LambdaContext())
             profiler.disable()
         finally:
             asyncio.to_thread = to_thread

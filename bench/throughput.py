@@ -16,7 +16,12 @@
 5. print both side by side (JSON) and write bench/results/throughput.json and throughput.png
    (requests per second over time against the limit).
 
+moto's SQS hot path is patched by the offline stack (`local.motoserver.speed_up_sqs`; without it
+the moto server, not the system, is the bottleneck) and the planner is told the offline invocation
+overhead (200 ms). Exits 1 when a target (≥ 0.95 × R, ≤ 1% 429s, none lost, ≥ 120 s steady) is missed.
+
     .venv/bin/python bench/throughput.py [--quick] [--rpm 3000] [--latency-ms 300] [--articles N]
+        [--no-fix-moto-sqs] [--overhead-ms 50]
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import importlib
 import json
 import math
 import multiprocessing
@@ -64,6 +68,10 @@ BASELINE_SLEEP_SECONDS = 60.0
 # What the planner is told about prompts: only the TPM bound uses it, and the TPM here is large.
 AVG_INPUT_TOKENS = 1045.0
 LARGE_TPM = 100_000_000
+# Offline, an invocation spends ~170 ms around its OpenAI call (poller receive → worker pipe →
+# DynamoDB read and conditional write through moto → delete), not Lambda's ~50 ms: sized with
+# 50 ms, the planner's 2 instances top out at ~0.90 × R here (docs/capacity.md).
+OFFLINE_OVERHEAD_MS = 200.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,29 +167,6 @@ def _admin(base_url: str, path: str, method: str = "GET") -> dict[str, Any]:
 
 
 # --- moto's SQS hot path -------------------------------------------------------------------------
-
-
-def fix_moto_sqs() -> None:
-    """`--fix-moto-sqs`: make moto's SQS cost O(1), not O(queue length), per message.
-
-    moto 5.2's ReceiveMessage checks each message's retention through GetQueueAttributes, which
-    builds every attribute of the queue three times, and each build counts the visible, delayed
-    and in-flight messages by scanning the queue with a datetime-based clock per message; each
-    SendMessage builds the attributes once more. With a few hundred messages queued that is most
-    of the CPU of the process that hosts moto (the profile in docs/capacity.md). Reading the
-    retention period directly and comparing message times with `time.time()` keeps SQS semantics.
-    The moto server runs in this process, so patching its classes here patches the server.
-    """
-    # moto's internals, patched as plain objects (their attributes are set dynamically).
-    sqs: Any = importlib.import_module("moto.sqs.models")
-
-    def retained(self: Any, queue_name: str, message: Any) -> bool:
-        queue = self.get_queue(queue_name)
-        return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time())
-
-    sqs.SQSBackend.is_message_valid_based_on_retention_period = retained
-    sqs.Message.visible = property(lambda self: time.time() * 1000 > self.visible_at)
-    sqs.Message.delayed = property(lambda self: time.time() * 1000 < self.delayed_until)
 
 
 # --- articles -------------------------------------------------------------------------------------
@@ -280,6 +265,7 @@ def run_stack(
     options = StackOptions(
         start_openai=False,
         queue_visibility_timeout=60,
+        fast_sqs=args.fix_moto_sqs,
         # Every function (the categorizer and the fine-tuning pipeline's tasks) calls our server.
         function_env_overrides={"OPENAI_BASE_URL": base_url},
         parameter_overrides={
@@ -496,8 +482,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profile = dataclasses.replace(profile, baseline_scale=args.baseline_scale)
     bucket_seconds = args.bucket_seconds or min(60.0, 60.0 * profile.baseline_scale)
     plan = plan_for(args)
-    if args.fix_moto_sqs:
-        fix_moto_sqs()
     say(
         f"plan: ReservedConcurrency {plan.reserved_concurrency}, {plan.instance_requests_per_minute} requests/min "
         f"per instance (budget {plan.budget_rpm:,.0f} of {args.rpm:,} RPM)"
@@ -537,8 +521,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     name = "throughput-quick" if args.quick else "throughput"
-    if args.fix_moto_sqs:
-        name += "-fixed-sqs"
+    if not args.fix_moto_sqs:
+        name += "-moto-as-is"
     timelines = {"stack": stack["timeline"], "first_implementation": baseline["timeline"]}
     (RESULTS / f"{name}.json").write_text(
         json.dumps({**summary, "timelines": timelines}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -557,18 +541,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offered-load", type=float, default=1.0, help="publish rate as a multiple of R/60")
     parser.add_argument("--publish-batch", type=int, default=25, help="articles per webhook call")
     parser.add_argument("--batch-size", type=int, default=10, help="SQS batch size (the planner's input)")
-    parser.add_argument("--overhead-ms", type=float, default=50.0, help="the planner's per-invocation overhead")
+    parser.add_argument(
+        "--overhead-ms",
+        type=float,
+        default=OFFLINE_OVERHEAD_MS,
+        help="the planner's per-invocation overhead (default: what the offline stack measures)",
+    )
     parser.add_argument("--input-token-budget", type=int, default=1024)
     parser.add_argument("--baseline-scale", type=float, help="k: baseline chunks 8,000·k rows, sleeps 60·k s")
     parser.add_argument("--bucket-seconds", type=float, help="the server's burst window (default 60·k s)")
     parser.add_argument(
-        "--fix-moto-sqs", action="store_true", help="patch moto's O(queue length) SQS hot path (see fix_moto_sqs)"
+        "--fix-moto-sqs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="patch moto's O(queue length) SQS hot path (local.motoserver.speed_up_sqs); --no-fix-moto-sqs: as is",
     )
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     summary = run(args)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0 if all(summary["targets_met"].values()) else 1
+    # A quick run is too short for the 2-minute steady window; the other targets still hold.
+    required = {k: v for k, v in summary["targets_met"].items() if not (args.quick and k == "steady_window_ge_120s")}
+    return 0 if all(required.values()) else 1
 
 
 if __name__ == "__main__":

@@ -16,25 +16,25 @@ Functions' Retry and Catch match.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import threading
 import traceback
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+
+from local.lambda_shapes import Handler, LambdaContext, load_handler
 
 Route = Callable[[Any], Any]  # event → JSON-serialisable result; raise for a function error
 
 _routes: dict[str, Route] = {}
 _original_invoke = LambdaSimpleBackend.invoke
+# Handlers run without the template's Timeout: give them Lambda's maximum.
+_MAX_TIMEOUT_SECONDS = 900
 # os.environ is process-wide: in-process handlers run one at a time with their own variables.
 _env_lock = threading.RLock()
 
@@ -88,8 +88,8 @@ def routed(routes: Mapping[str, Route]) -> Iterator[None]:
 class InProcessFunction:
     """A handler module imported from its code directory with the function's environment.
 
-    The module is imported on the first call (the cold start), under a name unique to the
-    function, so two functions sharing a file get separate module state, as in Lambda.
+    The module is imported on the first call (the cold start), under a module name of its
+    own, so two functions sharing a file get separate module state, as in Lambda.
     """
 
     def __init__(self, name: str, code_dir: Path, handler: str, environment: Mapping[str, str]) -> None:
@@ -97,13 +97,13 @@ class InProcessFunction:
         self._code_dir = code_dir
         self._handler = handler
         self._environment = dict(environment)
-        self._function: Callable[[Any, Any], Any] | None = None
+        self._function: Handler | None = None
 
     def __call__(self, event: Any) -> Any:
         with _env_lock, self._env():
             if self._function is None:
-                self._function = self._load()
-            return self._function(event, _Context(self.name))
+                self._function = load_handler(self._code_dir, self._handler, self.name)
+            return self._function(event, LambdaContext(self.name, timeout_seconds=_MAX_TIMEOUT_SECONDS))
 
     @contextmanager
     def _env(self) -> Iterator[None]:
@@ -117,32 +117,3 @@ class InProcessFunction:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-
-    def _load(self) -> Callable[[Any, Any], Any]:
-        module_path, _, attribute = self._handler.rpartition(".")
-        file = self._code_dir / Path(*module_path.split(".")).with_suffix(".py")
-        module_name = f"_lambda_{self.name.replace('-', '_')}_{module_path.replace('.', '_')}"
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {self._handler} from {self._code_dir}")
-        module: ModuleType = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        function: Callable[[Any, Any], Any] = getattr(module, attribute)
-        return function
-
-
-class _Context:
-    """The attributes of the Lambda context object that handlers and Powertools read."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "in-process"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000

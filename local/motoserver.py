@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
 import os
+import time
 import urllib.request
 from typing import Any
 
@@ -20,17 +22,44 @@ MOTO_CONFIG: dict[str, Any] = {
 }
 
 
+def speed_up_sqs() -> None:
+    """Make moto's SQS cost O(1), not O(queue length), per message, with the same semantics.
+
+    moto 5.2's ReceiveMessage checks each message's retention through GetQueueAttributes, which
+    builds every attribute of the queue three times, and each build counts the visible, delayed
+    and in-flight messages by scanning the queue with a datetime-based clock per message; each
+    SendMessage builds the attributes once more. With a few thousand messages queued that was
+    65% of the moto server's CPU (py-spy; docs/capacity.md, "Throughput benchmark"), so the
+    emulator, not the system, set the pace. Reading the retention period directly and comparing
+    message times with `time.time()` keeps SQS semantics. The server runs in this process, so
+    patching the classes here patches it.
+    """
+    # moto's internals, patched as plain objects (their attributes are set dynamically).
+    sqs: Any = importlib.import_module("moto.sqs.models")
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time())
+
+    sqs.SQSBackend.is_message_valid_based_on_retention_period = retained
+    sqs.Message.visible = property(lambda self: time.time() * 1000 > self.visible_at)
+    sqs.Message.delayed = property(lambda self: time.time() * 1000 < self.delayed_until)
+
+
 class MotoServer:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, fast_sqs: bool = True) -> None:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint_url = ""
         # moto's config is process-wide: put it back on stop, for whatever else runs here (tests).
         self._saved_config = copy.deepcopy(default_user_config)
         self._saved_moto_port: str | None = None
+        self._fast_sqs = fast_sqs
 
     def start(self, config: dict[str, Any] | None = None) -> str:
         # werkzeug logs every request at INFO: far too chatty for a demo.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        if self._fast_sqs:
+            speed_up_sqs()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from local.lambda_shapes import sqs_record
 from local.provision import SqsEventSource
 from local.runtime import FunctionError, FunctionPool, Invocation
 
@@ -49,20 +50,17 @@ def lambda_sqs_record(message: MessageTypeDef, source: SqsEventSource, region: s
         if "BinaryValue" in value:
             converted["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
         attributes[name] = converted
-    record: dict[str, Any] = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": attributes,
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": source.queue_arn,
-        "awsRegion": region,
-    }
-    if "MD5OfMessageAttributes" in message:
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
+    return sqs_record(
+        message["Body"],
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        attributes={name: value for name, value in message.get("Attributes", {}).items()},
+        message_attributes=attributes,
+        md5_of_body=message["MD5OfBody"],
+        md5_of_message_attributes=message.get("MD5OfMessageAttributes"),
+        queue_arn=source.queue_arn,
+        region=region,
+    )
 
 
 def failed_message_ids(invocation: Invocation, batch_ids: list[str], report_failures: bool) -> set[str]:

@@ -10,7 +10,6 @@ past its timeout is killed and replaced, as Lambda does.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -24,9 +23,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from local.lambda_shapes import Handler, LambdaContext, load_handler
 from local.provision import FunctionSpec
 
 # Variables of the machine that a Lambda environment would also have (nothing AWS-specific).
@@ -71,44 +70,12 @@ def function_environment(
     return env | spec.environment | (overrides or {})
 
 
-class LambdaContext:
-    """The context object the Lambda Python runtime passes to a handler."""
-
-    def __init__(self, spec: FunctionSpec, request_id: str, deadline: float) -> None:
-        self.function_name = spec.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = spec.arn
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{spec.name}"
-        self.log_stream_name = f"offline/{os.getpid()}"
-        self.identity = None
-        self.client_context = None
-        self.tenant_id = None
-        self._deadline = deadline
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.time()) * 1000))
-
-
-def load_handler(spec: FunctionSpec) -> Any:
-    """Import the handler module from its file under a unique module name; return the function."""
-    module_path, _, function_name = spec.handler.rpartition(".")
+def _import_handler(spec: FunctionSpec) -> Handler:
+    """Put the layers and the code on the path, then import the handler module afresh."""
     for directory in (*spec.layer_dirs, spec.code_dir):
         if str(directory) not in sys.path:
             sys.path.insert(0, str(directory))
-    relative = Path(*module_path.split("."))
-    file = spec.code_dir / relative.with_suffix(".py")
-    if not file.exists():
-        file = spec.code_dir / relative / "__init__.py"
-    module_name = f"_offline_lambda_{spec.logical_id}_{module_path.replace('.', '_')}"
-    module_spec = importlib.util.spec_from_file_location(module_name, file)
-    if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"cannot load {spec.handler} from {spec.code_dir}")
-    module: ModuleType = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
-    return getattr(module, function_name)
+    return load_handler(spec.code_dir, spec.handler, f"offline_{spec.logical_id}")
 
 
 def _error_payload(error: BaseException, error_type: str | None = None) -> dict[str, Any]:
@@ -129,7 +96,7 @@ def _worker_main(spec_json: str, env: dict[str, str], log_path: str | None, conn
     os.environ.update(env)
     spec = FunctionSpec.model_validate_json(spec_json)
     try:
-        handler = load_handler(spec)
+        handler = _import_handler(spec)
     except Exception as error:
         conn.send(("init_error", _error_payload(error, "Runtime.ImportModuleError")))
         return
@@ -139,7 +106,14 @@ def _worker_main(spec_json: str, env: dict[str, str], log_path: str | None, conn
         if message is None:
             return
         request_id, event_json, deadline = message
-        context = LambdaContext(spec, request_id, deadline)
+        context = LambdaContext(
+            spec.name,
+            aws_request_id=request_id,
+            invoked_function_arn=spec.arn,
+            memory_limit_in_mb=spec.memory_mb,
+            log_stream_name=f"offline/{os.getpid()}",
+            deadline=deadline,
+        )
         try:
             result = handler(json.loads(event_json), context)
             conn.send(("ok", json.dumps(result)))

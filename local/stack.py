@@ -55,6 +55,9 @@ class StackOptions:
     concurrency_cap: int | None = None
     state_dir: Path = STATE_DIR
     start_openai: bool = True
+    # moto's SQS as shipped scans the whole queue per message (local.motoserver.speed_up_sqs);
+    # False measures moto as is (`make bench ARGS=--no-fix-moto-sqs`).
+    fast_sqs: bool = True
     # The OpenAI-compatible server's settings (limits, latency, faults); it accepts any key.
     openai_config: OpenAIServerConfig = field(default_factory=OpenAIServerConfig)
 
@@ -101,7 +104,7 @@ class OfflineStack:
         options = options or StackOptions()
         options.state_dir.mkdir(parents=True, exist_ok=True)
         stoppers: list[Callable[[], None]] = []
-        moto = MotoServer()
+        moto = MotoServer(fast_sqs=options.fast_sqs)
         aws_endpoint = moto.start()
         stoppers.append(moto.stop)
         progress(f"moto server (AWS) on {aws_endpoint}")

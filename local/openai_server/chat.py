@@ -7,6 +7,7 @@ probability (scaled down by the junk mass), a few non-label tokens share the jun
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, cast
 
@@ -136,49 +137,36 @@ def _logprob_entry(token: str, logprob: float) -> dict[str, Any]:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
 
 
-def complete(
-    model: TextModel, request: ChatRequest, junk_tokens: list[str], junk_mass: float, rng: np.random.Generator
+def _choice(
+    index: int, token: str, logprob: float, top: list[tuple[str, float]] | None, limited: bool
 ) -> dict[str, Any]:
-    user = [m for m in request.messages if m["role"] == "user"]
-    text = _text(user[-1].get("content")) if user else ""
-    tokens, logprobs = next_token_distribution(model, text, junk_tokens, junk_mass, request.logit_bias or {})
-    order = np.argsort(-logprobs, kind="stable")
-    temperature = 1.0 if request.temperature is None else request.temperature
-    limit = request.max_completion_tokens or request.max_tokens
-    choices = []
-    for index in range(request.n):
-        if temperature == 0:
-            pick = int(order[0])
-        else:
-            scaled = np.exp((logprobs - logprobs.max()) / temperature)
-            pick = int(rng.choice(len(tokens), p=scaled / scaled.sum()))
-        choice_logprobs = None
-        if request.logprobs:
-            top = [_logprob_entry(tokens[i], float(logprobs[i])) for i in order[: request.top_logprobs or 0]]
-            choice_logprobs = {
-                "content": [{**_logprob_entry(tokens[pick], float(logprobs[pick])), "top_logprobs": top}],
-                "refusal": None,
-            }
-        choices.append(
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": tokens[pick], "refusal": None, "annotations": []},
-                "logprobs": choice_logprobs,
-                # The answer is one token, then the stop token; a one-token limit cuts before the stop.
-                "finish_reason": "length" if limit == 1 else "stop",
-            }
-        )
-    n_prompt = prompt_tokens(request)
+    """One choice answering `token`; `top` (token, logprob) are its top_logprobs, None without logprobs."""
+    choice_logprobs = None
+    if top is not None:
+        choice_logprobs = {
+            "content": [{**_logprob_entry(token, logprob), "top_logprobs": [_logprob_entry(*t) for t in top]}],
+            "refusal": None,
+        }
+    return {
+        "index": index,
+        "message": {"role": "assistant", "content": token, "refusal": None, "annotations": []},
+        "logprobs": choice_logprobs,
+        # The answer is one token, then the stop token; a one-token limit cuts before the stop.
+        "finish_reason": "length" if limited else "stop",
+    }
+
+
+def _completion(model: str, choices: list[dict[str, Any]], n_prompt: int) -> dict[str, Any]:
     return {
         "id": new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": request.model,
+        "model": model,
         "choices": choices,
         "usage": {
             "prompt_tokens": n_prompt,
-            "completion_tokens": request.n,
-            "total_tokens": n_prompt + request.n,
+            "completion_tokens": len(choices),
+            "total_tokens": n_prompt + len(choices),
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
@@ -190,3 +178,30 @@ def complete(
         "service_tier": "default",
         "system_fingerprint": "fp_local",
     }
+
+
+def chat_completion_json(model: str, answer: list[tuple[str, float]], prompt_tokens: int = 42) -> dict[str, Any]:
+    """A one-token completion cut by max_tokens=1: `answer` lists (token, probability), the first one chosen."""
+    top = [(token, math.log(probability)) for token, probability in answer]
+    return _completion(model, [_choice(0, *top[0], top, limited=True)], prompt_tokens)
+
+
+def complete(
+    model: TextModel, request: ChatRequest, junk_tokens: list[str], junk_mass: float, rng: np.random.Generator
+) -> dict[str, Any]:
+    user = [m for m in request.messages if m["role"] == "user"]
+    text = _text(user[-1].get("content")) if user else ""
+    tokens, logprobs = next_token_distribution(model, text, junk_tokens, junk_mass, request.logit_bias or {})
+    order = np.argsort(-logprobs, kind="stable")
+    temperature = 1.0 if request.temperature is None else request.temperature
+    limited = (request.max_completion_tokens or request.max_tokens) == 1
+    top = [(tokens[i], float(logprobs[i])) for i in order[: request.top_logprobs or 0]] if request.logprobs else None
+    choices = []
+    for index in range(request.n):
+        if temperature == 0:
+            pick = int(order[0])
+        else:
+            scaled = np.exp((logprobs - logprobs.max()) / temperature)
+            pick = int(rng.choice(len(tokens), p=scaled / scaled.sum()))
+        choices.append(_choice(index, tokens[pick], float(logprobs[pick]), top, limited))
+    return _completion(request.model, choices, prompt_tokens(request))

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from categorizer.models import ArticleEvent
 from categorizer.store import ResultStore
-from tests.unit.categorize.conftest import FakeContext, FakeOpenAI, Stack, article, load_function, sqs_event
+from local.lambda_shapes import LambdaContext, sqs_event
+from tests.unit.categorize.conftest import FakeOpenAI, Stack, article, load_function
 from tests.unit.ingest.conftest import (
     PREVIOUS_SECRET,
     SECRET,
@@ -451,15 +452,15 @@ def test_categorize_bad_input(
     event: dict[str, Any] = {}
     for message in case.messages[:-1]:
         event = sqs_event(message)
-        assert categorize_app.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+        assert categorize_app.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
     if case.configure and case.configure_before_last:
         case.configure(fake_openai, monkeypatch)
     last = case.messages[-1]
     if case.redeliver:
-        assert categorize_app.lambda_handler(sqs_event(last), FakeContext()) == {"batchItemFailures": []}
+        assert categorize_app.lambda_handler(sqs_event(last), LambdaContext()) == {"batchItemFailures": []}
     event = sqs_event(last, receive_count=case.receive_count)
     # WHEN the last message is handled
-    response = categorize_app.lambda_handler(event, FakeContext())
+    response = categorize_app.lambda_handler(event, LambdaContext())
     failures = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     dead = stack.dlq_messages()
     article_id = last.get("article_id") if isinstance(last, dict) else None

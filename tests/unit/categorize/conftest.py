@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,31 +16,14 @@ from moto import mock_aws
 
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
+from local.lambda_shapes import load_module_from_file
+from local.openai_server.chat import chat_completion_json
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL_ID = "ft:gpt-4o-mini-2024-07-18:acme::unit1"
 TAXONOMY_VERSION = "iab-3.1"
 
 Answer = list[tuple[str, float]]  # (token, probability) of the one completion token
-
-
-def completion_json(model: str, answer: Answer, prompt_tokens: int = 42) -> dict[str, Any]:
-    top = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in answer]
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:8]}",
-        "object": "chat.completion",
-        "created": 1_764_000_000,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer[0][0]},
-                "logprobs": {"content": [{**top[0], "top_logprobs": top}]},
-                "finish_reason": "length",
-            }
-        ],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 1, "total_tokens": prompt_tokens + 1},
-    }
 
 
 @dataclass
@@ -70,7 +49,7 @@ class FakeOpenAI:
         for marker, queue in self.scripted.items():
             if marker in user and queue:
                 return queue.pop(0)
-        return httpx2.Response(200, json=completion_json(body["model"], self.answer(body)))
+        return httpx2.Response(200, json=chat_completion_json(body["model"], self.answer(body)))
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -134,13 +113,7 @@ def fake_openai() -> FakeOpenAI:
 
 def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py afresh, as a new Lambda execution environment would."""
-    module_name = f"categorize_app_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(module_name, REPO / "functions" / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_file(REPO / "functions" / name / "app.py", name)
 
 
 @pytest.fixture
@@ -165,39 +138,3 @@ def article(article_id: str = "a-1", **overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return event
-
-
-def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
-    records = []
-    for index, body in enumerate(bodies):
-        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
-        records.append(
-            {
-                "messageId": f"m-{index}-{uuid.uuid4().hex[:6]}",
-                "receiptHandle": f"rh-{index}",
-                "body": text,
-                "attributes": {
-                    "ApproximateReceiveCount": str(receive_count),
-                    "SentTimestamp": "1764000000000",
-                    "SenderId": "AIDAEXAMPLE",
-                    "ApproximateFirstReceiveTimestamp": "1764000000001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0" * 32,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:article-queue",
-                "awsRegion": "us-east-1",
-            }
-        )
-    return {"Records": records}
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "CategorizeFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:CategorizeFunction"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000

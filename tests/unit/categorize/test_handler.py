@@ -13,19 +13,18 @@ import pytest
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
 from categorizer.taxonomy import bundled_taxonomy
+from local.lambda_shapes import LambdaContext, sqs_event
 from tests.unit.categorize.conftest import (
     MODEL_ID,
     TAXONOMY_VERSION,
-    FakeContext,
     FakeOpenAI,
     Stack,
     article,
-    sqs_event,
 )
 
 
 def invoke(app: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
-    response: dict[str, Any] = app.lambda_handler(event, FakeContext())
+    response: dict[str, Any] = app.lambda_handler(event, LambdaContext())
     return response
 
 

@@ -15,7 +15,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import re
 import threading
 import time
@@ -33,6 +32,7 @@ from moto import mock_aws
 
 from local import lambda_dispatch
 from local.cfn import Resolver, load_template, substitute_definition
+from local.openai_server.chat import chat_completion_json
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO_ARTICLES = REPO / "local" / "demo" / "articles.jsonl"
@@ -182,13 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             wrong = labels[(labels.index(truth) + 1) % len(labels)]
             first, second = (truth, wrong) if right else (wrong, truth)
             top = [(first, 0.8), (second, 0.15), (" x", 0.05)][: payload["top_logprobs"]]
-            entries = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())} for t, p in top]
-            return self._send(200, {
-                "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": payload["model"],
-                "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": first},
-                             "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]}}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
-            })  # fmt: skip
+            return self._send(200, chat_completion_json(payload["model"], top, prompt_tokens=50))
         self._send(404, {"error": {"message": f"no route {url.path}", "type": "invalid_request_error"}})
 
 

@@ -15,7 +15,8 @@ import pytest
 from moto import mock_aws
 
 from categorizer.ingest import signature_headers
-from tests.unit.categorize.conftest import FakeContext, load_function
+from local.lambda_shapes import LambdaContext
+from tests.unit.categorize.conftest import load_function
 
 SECRET = "whsec-unit-0123456789abcdef"
 PREVIOUS_SECRET = "whsec-unit-previous-secret"
@@ -116,7 +117,7 @@ class HttpResult:
 
 
 def call(app: ModuleType, event: dict[str, Any]) -> HttpResult:
-    response = app.lambda_handler(event, FakeContext(function_name="IngestFunction"))
+    response = app.lambda_handler(event, LambdaContext("IngestFunction"))
     return HttpResult(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
 

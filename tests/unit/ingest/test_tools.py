@@ -13,7 +13,8 @@ import httpx2
 import pytest
 
 from categorizer.dlq import DeadLetterQueue
-from tests.unit.categorize.conftest import FakeContext, article
+from local.lambda_shapes import LambdaContext
+from tests.unit.categorize.conftest import article
 from tests.unit.ingest.conftest import SECRET, IngestStack, http_event
 from tools import dlq, publish
 
@@ -29,7 +30,7 @@ def _gateway(app: ModuleType, statuses: list[int] | None = None) -> httpx2.Clien
         if pending:
             return httpx2.Response(pending.pop(0), json={"message": "throttled"})
         event = http_event(request.content, dict(request.headers), base64_encoded=True)
-        response = app.lambda_handler(event, FakeContext(function_name="IngestFunction"))
+        response = app.lambda_handler(event, LambdaContext("IngestFunction"))
         return httpx2.Response(response["statusCode"], content=response["body"].encode())
 
     return httpx2.Client(transport=httpx2.MockTransport(handle))

@@ -19,7 +19,7 @@ from local.openai_server.config import OpenAIServerConfig
 from local.openai_server.errors import ApiError, invalid, not_found
 from local.openai_server.store import Store, new_id
 from local.openai_server.validation import Example, InvalidFile, parse_training_file
-from local.textmodel import TrainConfig, fit
+from local.textmodel import TrainConfig, fit_calibrated
 
 # Base models that can be fine-tuned here, with the snapshot an alias resolves to.
 BASE_MODELS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18": "gpt-4o-mini-2024-07-18"}
@@ -258,7 +258,15 @@ class JobRunner:
             learning_rate=BASE_LEARNING_RATE * resolved["learning_rate_multiplier"],
             seed=job["seed"],
         )
-        model = fit([e.text for e in examples], [e.label for e in examples], train_config, on_epoch)
+        # The temperature comes from the validation file, else from a held-out slice of the training file.
+        model = fit_calibrated(
+            [e.text for e in examples],
+            [e.label for e in examples],
+            train_config,
+            on_epoch,
+            ([e.text for e in validation], [e.label for e in validation]) if validation else None,
+        )
+        self._stage(job_id)  # a cancel during the calibration model's training (it reports no epochs)
         metrics: dict[str, Any] = {}
         if validation:
             proba = model.predict_proba([e.text for e in validation])

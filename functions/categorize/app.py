@@ -7,6 +7,7 @@ reported as a batch item failure until its last receive, then dead-lettered with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import boto3
@@ -36,6 +37,9 @@ from categorizer.service import CategorizeService, Outcome
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
 
+# Time kept back from each record's deadline to dead-letter or report it before Lambda's timeout.
+DEADLINE_MARGIN_SECONDS = 3.0
+
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
@@ -53,7 +57,7 @@ async def _observe_openai_response(response: httpx2.Response) -> None:
 def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> CategorizeService:
     """The domain service with its adapters; tests and benchmarks pass an HTTP transport."""
     return CategorizeService(
-        ResultStore(boto3.resource("dynamodb").Table(settings.results_table_name)),
+        ResultStore(lambda: boto3.resource("dynamodb").Table(settings.results_table_name)),
         OpenAIClassifier(
             OpenAIClientProvider(settings, on_response=_observe_openai_response, transport=openai_transport),
             top_k=settings.top_k,
@@ -82,8 +86,10 @@ def _log_keys(record: SQSRecord) -> dict[str, object]:
     return keys
 
 
-def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:
-    dead_letters.send(
+async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:
+    # boto3 blocks: off the event loop, so the batch's other records keep going.
+    await asyncio.to_thread(
+        dead_letters.send,
         record.body,
         reason=reason,
         detail=detail,
@@ -125,22 +131,29 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
     logger.info("article processed", extra=log)
 
 
-async def record_handler(record: SQSRecord) -> None:
+async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     try:
         article = ArticleEvent.model_validate_json(record.body)
     except ValidationError as error:
-        _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
+        await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
+    # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
+    # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
+    # transient failure instead.
+    budget = lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
     try:
-        active = read_active_model(settings.active_model_parameter, settings.config_cache_seconds)
-        outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version))
+        async with asyncio.timeout(max(budget, 0.1)):
+            active = await asyncio.to_thread(
+                read_active_model, settings.active_model_parameter, settings.config_cache_seconds
+            )
+            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version))
     except PermanentError as error:
-        _dead_letter(record, error.reason, error.detail, receive_count)
+        await _dead_letter(record, error.reason, error.detail, receive_count)
         return
     except Exception as error:
         if receive_count >= settings.max_receive_count:
-            _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
+            await _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
             return
         logger.warning(
             "transient failure; the record will be retried",

@@ -19,7 +19,7 @@ not a shortage of instances, hold the rate. Dividing by ReservedConcurrency, the
 environments running at once, keeps the sum of all instance budgets within the account's.
 
     python -m categorizer.capacity --rpm 5000 --tpm 2000000 --latency-ms 400 \
-        --batch-size 10 --avg-input-tokens 535        (or --tier tier2 instead of the limits)
+        --batch-size 10 --avg-input-tokens 1045        (or --tier tier2 instead of the limits)
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def render(plan: CapacityPlan) -> str:
         f"{plan.instance_tokens_per_minute:,} tokens/min",
         *(f"WARNING: {warning}" for warning in plan.warnings),
         "",
-        f"sam deploy --parameter-overrides {plan.parameter_overrides()} OpenAIApiKeySecretArn=<your secret ARN>",
+        f"sam deploy --parameter-overrides {plan.parameter_overrides()} "
+        "OpenAIApiKeySecretArn=<your secret ARN> WebhookSecretArn=<your secret ARN>",
     ]
     return "\n".join(lines)
 

@@ -45,7 +45,8 @@ class CategorizeSettings(OpenAISettings):
     dlq_url: str = Field(alias="DLQ_URL", min_length=1)
     active_model_parameter: str = Field(alias="ACTIVE_MODEL_PARAMETER", min_length=1)
     config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)
-    top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=1, le=20)
+    # At least 3: Evaluate reports top-3 accuracy with the same setting.
+    top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     input_token_budget: int = Field(default=DEFAULT_INPUT_TOKEN_BUDGET, alias="INPUT_TOKEN_BUDGET", ge=16)
     low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)

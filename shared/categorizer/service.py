@@ -44,15 +44,15 @@ class CategorizeService:
         if state is not None:
             if state.revision > article.revision:
                 return Outcome("stale")
-            if state.content_hash == fingerprint and state.model_id == active.model_id:
-                if state.revision < article.revision:
-                    await asyncio.to_thread(
-                        self._store.advance_revision,
-                        article.article_id,
-                        article.revision,
-                        fingerprint,
-                        active.model_id,
-                    )
+            unchanged = state.content_hash == fingerprint and state.model_id == active.model_id
+            # A failed advance means the row changed since it was read (a concurrent revision was
+            # written): classify, and let the conditional write keep whichever revision is newer.
+            if unchanged and (
+                state.revision == article.revision
+                or await asyncio.to_thread(
+                    self._store.advance_revision, article.article_id, article.revision, fingerprint, active.model_id
+                )
+            ):
                 return Outcome("unchanged")
 
         classification = await self._classifier.classify(prompt, active.model_id, taxonomy)

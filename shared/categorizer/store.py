@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,8 +29,18 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 
 class ResultStore:
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, table_factory: Callable[[], Table]) -> None:
+        # boto3 resources are not thread-safe and the records of a batch call the store from
+        # worker threads (asyncio.to_thread): one Table per thread, created once.
+        self._table_factory = table_factory
+        self._local = threading.local()
+
+    @property
+    def _table(self) -> Table:
+        table: Table | None = getattr(self._local, "table", None)
+        if table is None:
+            table = self._local.table = self._table_factory()
+        return table
 
     def state(self, article_id: str) -> StoredState | None:
         response = self._table.get_item(

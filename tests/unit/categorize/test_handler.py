@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from types import ModuleType
@@ -244,3 +245,37 @@ def test_logs_carry_the_webhook_correlation_id_and_no_article_body(
     assert processed.__dict__["correlation_id"] == "req-abc-123"
     assert processed.__dict__["article_id"] == "c-1"
     assert all("must not be logged" not in repr(r.__dict__) for r in caplog.records)
+
+
+def test_newer_revision_is_classified_when_the_row_changed_under_it(
+    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN version 1 is stored, and a concurrent write changes the row before version 2's
+    # "unchanged" advance (simulated: the conditional advance fails)
+    invoke(categorize, sqs_event(article("race", version=1)))
+    monkeypatch.setattr(categorize.service._store, "advance_revision", lambda *args: False)
+    # WHEN version 2 with the same content is handled
+    assert invoke(categorize, sqs_event(article("race", version=2))) == {"batchItemFailures": []}
+    # THEN it is classified and stored rather than dropped as unchanged
+    assert len(fake_openai.requests) == 2
+    row = stack.row("race")
+    assert row is not None and int(row["revision"]) == 2
+
+
+def test_a_record_that_would_outlive_the_function_is_dead_lettered_with_reason(
+    categorize: ModuleType, stack: Stack
+) -> None:
+    # GIVEN OpenAI hangs, the record is on its last receive, and 3.5 s remain in the invocation
+    async def hang(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("the record's deadline should have fired first")
+
+    categorize.service = categorize.build_service(openai_transport=httpx2.MockTransport(hang))  # type: ignore[attr-defined]
+    event = sqs_event(article("slow"), receive_count=3)
+    # WHEN handled
+    response = categorize.lambda_handler(event, LambdaContext(timeout_seconds=3.5))
+    # THEN the record stopped before Lambda's timeout and went to the DLQ with its reason
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted"
+    assert "TimeoutError" in message["MessageAttributes"]["detail"]["StringValue"]

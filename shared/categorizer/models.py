@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -127,10 +127,6 @@ class CategorizationResult(BaseModel):
     site: str | None = None
     language: str | None = None
     categorized_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-    def to_item(self) -> dict[str, Any]:
-        """A DynamoDB item (floats as strings for Decimal safety is the store's job)."""
-        return self.model_dump(mode="json")
 
 
 class ActiveModel(BaseModel):

@@ -24,8 +24,6 @@ from categorizer.taxonomy import Taxonomy
 
 # OpenAI's floor for a fine-tuning file.
 MIN_EXAMPLES = 10
-# gpt-4o-mini's training context per example; longer examples are truncated by OpenAI.
-MAX_EXAMPLE_TOKENS = 65_536
 MAX_REPORTED_PROBLEMS = 20
 _ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})

@@ -18,12 +18,10 @@ SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
 .PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead chaos bench
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml shared/requirements.txt shared/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
-	# The layer's package and the repo's tools on the venv's path, as the layer is in Lambda.
-	$(BIN)/python -c "import site; open(site.getsitepackages()[0] + '/article-categorizer.pth', 'w').write('$(ROOT)/shared\n$(ROOT)\n')"
 	touch $@
 
 $(SAM):
@@ -95,29 +93,29 @@ build-%Function:
 	$(require-artifacts-dir)
 	cp *.py "$(ARTIFACTS_DIR)/"
 
-# Benchmarks (docs/capacity.md); results in bench/results/ (JSON + PNG).
+# Benchmarks (devstack/bench/, docs/capacity.md); results in devstack/bench/results/ (JSON + PNG).
 # The real livedoor corpus, read by path (never copied into the project).
 DATA ?= ../shared/data/livedoor-dev.jsonl.gz
 
 bench-budget: install
-	$(BIN)/python bench/budget.py --data $(DATA)
+	$(BIN)/python -m bench.budget --data $(DATA)
 
 # The local fine-tune on livedoor: one JSON line (top-1, top-3, train seconds, ms per article).
 bench-finetune: install
-	$(BIN)/python bench/livedoor_finetune.py --data $(DATA) $(ARGS)
+	$(BIN)/python -m bench.livedoor_finetune --data $(DATA) $(ARGS)
 
 bench-overhead: install
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python -m bench.overhead
 
 # 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
 # spikes and 429s; audits that nothing is lost (docs/ingest.md). ARGS="--articles 500" etc.
 chaos: install
-	$(BIN)/python bench/chaos.py $(ARGS)
+	$(BIN)/python -m bench.chaos $(ARGS)
 
 # Throughput at the OpenAI limit (R = 3,000 RPM, L = 300 ms) against the first implementation
 # (docs/capacity.md); ~8 minutes. ARGS="--quick" for a smoke run, "--fix-moto-sqs", "--rpm ..." etc.
 bench: install
-	$(BIN)/python bench/throughput.py $(ARGS)
+	$(BIN)/python -m bench.throughput $(ARGS)
 
 clean:
 	rm -rf .aws-sam build .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,6 @@
 """Capacity planner: Lambda concurrency and per-instance budgets from the OpenAI limits.
 
-DESIGN.md invariant 7. Little's law for one SQS-fed function whose records of a batch run
+docs/design.md invariant 7. Little's law for one SQS-fed function whose records of a batch run
 concurrently (one OpenAI call each), so an invocation lasts about one call, not B of them:
 
     tokens_per_request = avg_input_tokens + max_output_tokens        (what OpenAI's TPM counts)

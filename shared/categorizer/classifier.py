@@ -1,4 +1,4 @@
-"""The OpenAI adapter: one completion token with top_logprobs (DESIGN.md invariant 3)."""
+"""The OpenAI adapter: one completion token with top_logprobs (docs/design.md invariant 3)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ The HTTP contract (docs/ingest.md) lives here so it tests without API Gateway or
 Guarantees:
 - 202 lists exactly the articles that are in the queue; nothing else is ever called accepted.
 - 400 (invalid JSON or any invalid item) enqueues nothing: a batch is all or nothing, so
-  the CMS fixes and resends the whole request. Resending is harmless (invariants 5 and 6).
+  the CMS fixes and resends the whole request. Resending is harmless (docs/design.md invariants 5 and 6).
 - 503 after SQS kept failing some entries: the body lists the queued and the failed ones.
 """
 

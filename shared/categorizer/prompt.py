@@ -1,4 +1,4 @@
-"""The one prompt builder (DESIGN.md invariant 1).
+"""The one prompt builder (docs/design.md invariant 1).
 
 Training examples (fine-tuning export) and live requests (categorize function) both come
 from `build_prompt`, so a change here changes both. The budget cut is part of the prompt:
@@ -36,7 +36,7 @@ class Prompt:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of exactly what the model reads: the unit of "unchanged content" (invariant 6)."""
+        """Hash of exactly what the model reads: the unit of "unchanged content" (docs/design.md invariant 6)."""
         return content_hash(*(f"{m['role']}:{m['content']}" for m in self.messages))
 
 

@@ -1,4 +1,4 @@
-"""Categorising one article: skip what needs no call, classify, store (invariants 5 and 6)."""
+"""Categorising one article: skip what needs no call, classify, store (docs/design.md invariants 5 and 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ResultsTable adapter: one row per article, its latest revision (invariants 5 and 6)."""
+"""ResultsTable adapter: one row per article, its latest revision (docs/design.md invariants 5 and 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Taxonomies: label number 0–999 ↔ category id ↔ name (DESIGN.md invariant 2).
+"""Taxonomies: label number 0–999 ↔ category id ↔ name (docs/design.md invariant 2).
 
 A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name}]}`)
 or TSV (header `label<TAB>id<TAB>name`, version from the file name). Every label must be

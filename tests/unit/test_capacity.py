@@ -1,4 +1,4 @@
-"""The capacity planner (DESIGN.md invariant 7): formula edges, CLI, and the samconfig profiles."""
+"""The capacity planner (docs/design.md invariant 7): formula edges, CLI, and the samconfig profiles."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def _concurrency_pairs() -> list[tuple[str, Any, Any]]:
     for name, function, event in _sqs_events():
         reserved = _prop(function, "ReservedConcurrentExecutions")
         maximum = event.get("ScalingConfig", {}).get("MaximumConcurrency")
-        assert reserved is not None, f"{name}: an SQS consumer needs reserved concurrency (invariant 7)"
+        assert reserved is not None, f"{name}: an SQS consumer needs reserved concurrency (docs/design.md invariant 7)"
         assert maximum is not None, f"{name}: an SQS event source needs ScalingConfig.MaximumConcurrency"
         pairs.append((name, reserved, maximum))
     return pairs

@@ -1,7 +1,7 @@
 """ExportDataset's logic: labelled articles → validated, split chat-format JSONL.
 
 Examples come from `build_prompt` + `build_training_example`, the builder the categorize
-function uses (DESIGN.md invariant 1), with the same input token budget.
+function uses (docs/design.md invariant 1), with the same input token budget.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ other status means the queue holds nothing from the request (503: only what it l
 Categorize cases expect where the message ends: `stored` (a row), `dlq:<reason>`, `retry`
 (a batch item failure: SQS redelivers it), or `kept_newer` (the table already holds a newer
 revision). In every case the article is in the table, in the DLQ with a reason, or retried
-(DESIGN.md invariant 4).
+(docs/design.md invariant 4).
 """
 
 from __future__ import annotations

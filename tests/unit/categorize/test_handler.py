@@ -67,7 +67,7 @@ def test_request_asks_for_one_token_with_logprobs_and_label_bias(
 ) -> None:
     # WHEN one article is categorised
     invoke(categorize, sqs_event(article()))
-    # THEN the request is the one-token, top-k logprobs request of DESIGN.md invariant 3
+    # THEN the request is the one-token, top-k logprobs request of docs/design.md invariant 3
     request = fake_openai.requests[0]
     assert request["model"] == MODEL_ID
     assert request["max_tokens"] == 1

@@ -35,7 +35,7 @@ from local.cfn import Resolver, load_template, substitute_definition
 from local.openai_server.chat import chat_completion_json
 
 REPO = Path(__file__).resolve().parents[3]
-DEMO_ARTICLES = REPO / "local" / "demo" / "articles.jsonl"
+DEMO_ARTICLES = REPO / "devstack" / "local" / "demo" / "articles.jsonl"
 REGION = "us-east-1"
 BUCKET = "pipeline-test-bucket"
 PARAMETER = "/article-categorizer/active-model"

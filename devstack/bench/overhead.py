@@ -31,9 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "shared"), str(REPO)]
-RESULTS = REPO / "bench" / "results"
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
 DATA = REPO.parent / "shared" / "data" / "livedoor-dev.jsonl.gz"
 MODEL_ID = "ft:gpt-4o-mini-2024-07-18:bench::overhead"
 BATCH_SIZE = 10
@@ -173,7 +172,6 @@ started, cpu = time.perf_counter(), time.process_time()
 print(time.perf_counter() - started, time.process_time() - cpu)
 """
 _IMPORT_APP = """
-sys.path[:0] = [{shared!r}, {repo!r}]
 spec = importlib.util.spec_from_file_location("app", {path!r})
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
@@ -208,9 +206,7 @@ def cold_init(runs: int) -> dict[str, Any]:
     env = {**os.environ, **_function_env()}
     cases = {"import openai": "import openai", "import boto3": "import boto3"}
     for app in sorted((REPO / "functions").glob("*/app.py")):
-        cases[f"functions/{app.parent.name}/app.py"] = _IMPORT_APP.format(
-            shared=str(REPO / "shared"), repo=str(REPO), path=str(app)
-        )
+        cases[f"functions/{app.parent.name}/app.py"] = _IMPORT_APP.format(path=str(app))
     results: dict[str, Any] = {}
     for name, body in cases.items():
         walls: list[float] = []

@@ -20,19 +20,17 @@ import gzip
 import hashlib
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "shared"), str(REPO)]
+from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET
+from categorizer.finetune.evaluation import expected_calibration_error
+from categorizer.prompt import build_prompt
+from local.textmodel import TrainConfig, fit_calibrated
 
-from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET  # noqa: E402
-from categorizer.finetune.evaluation import expected_calibration_error  # noqa: E402
-from categorizer.prompt import build_prompt  # noqa: E402
-from local.textmodel import TrainConfig, fit_calibrated  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "livedoor-dev.jsonl.gz"
 # Leading or trailing bracketed tags such as 【Sports Watch】, ［映画］ or [Galaxy_Report].

@@ -48,19 +48,18 @@ from typing import Any, cast
 import httpx2
 import openai
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "shared"), str(REPO)]
+from bench.chaos import audit, say
+from categorizer.capacity import CapacityInputs, CapacityPlan, plan_capacity
+from categorizer.ingest import webhook_secrets
+from categorizer.pricing import Prices
+from categorizer.prompt import build_prompt
+from local.demo_run import ensure_active_model, load_corpus
+from local.stack import STATE_DIR, OfflineStack, StackOptions
+from tools.publish import publish
 
-from bench.chaos import audit, say  # noqa: E402
-from categorizer.capacity import CapacityInputs, CapacityPlan, plan_capacity  # noqa: E402
-from categorizer.ingest import webhook_secrets  # noqa: E402
-from categorizer.pricing import Prices  # noqa: E402
-from categorizer.prompt import build_prompt  # noqa: E402
-from local.demo_run import ensure_active_model, load_corpus  # noqa: E402
-from local.stack import STATE_DIR, OfflineStack, StackOptions  # noqa: E402
-from tools.publish import publish  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
-RESULTS = REPO / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 # The first implementation: 20 workers, chunks of 8,000 rows, 60 s between chunks.
 BASELINE_WORKERS = 20
 BASELINE_CHUNK_ROWS = 8000

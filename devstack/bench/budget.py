@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "shared"), str(REPO)]
+from bench.livedoor_finetune import DEFAULT_DATA, is_train, strip_tags
+from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET
+from categorizer.pricing import Prices
+from categorizer.prompt import build_prompt
+from local.textmodel import fit
 
-from bench.livedoor_finetune import DEFAULT_DATA, is_train, strip_tags  # noqa: E402
-from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET  # noqa: E402
-from categorizer.pricing import Prices  # noqa: E402
-from categorizer.prompt import build_prompt  # noqa: E402
-from local.textmodel import fit  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
-RESULTS = REPO / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 FULL = 1_000_000  # larger than any article: "no cut"
 # A budget within this much top-1 of the best one counts as good enough.
 ACCURACY_TOLERANCE = 0.01

@@ -15,7 +15,7 @@ from local.stack import STATE_FILE
 
 pytestmark = pytest.mark.integration
 
-EVENT = Path(__file__).resolve().parents[3] / "events" / "sqs-batch.json"
+EVENT = Path(__file__).resolve().parents[2] / "events" / "sqs-batch.json"
 
 
 def test_offline_invoke_categorizes_the_sample_batch(capfd: pytest.CaptureFixture[str]) -> None:

@@ -9,12 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-# The categorizer package is the Lambda layer (shared/): on the path, as the layer would be.
-_SHARED = str(Path(__file__).resolve().parent.parent / "shared")
-if _SHARED not in sys.path:
-    sys.path.insert(0, _SHARED)
-
-from local.stack import STATE_FILE, OfflineStack, StackOptions  # noqa: E402
+from local.stack import STATE_FILE, OfflineStack, StackOptions
 
 
 def _pairs(values: list[str]) -> dict[str, str]:

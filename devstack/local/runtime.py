@@ -10,6 +10,7 @@ past its timeout is killed and replaced, as Lambda does.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -70,11 +71,22 @@ def function_environment(
     return env | spec.environment | (overrides or {})
 
 
+def _check_layers(spec: FunctionSpec) -> None:
+    """The layers' packages must be the installed ones (`pip install -e .`), so the code run is the layer's source."""
+    for directory in spec.layer_dirs:
+        for package in (p for p in directory.iterdir() if (p / "__init__.py").is_file()):
+            found = importlib.util.find_spec(package.name)
+            origin = Path(found.origin).resolve() if found and found.origin else None
+            if origin is None or not origin.is_relative_to(package.resolve()):
+                raise RuntimeError(
+                    f"{spec.logical_id}: layer package {package.name!r} imports from {origin}, not {package}; "
+                    'install the project into this environment: pip install -e ".[dev]"'
+                )
+
+
 def _import_handler(spec: FunctionSpec) -> Handler:
-    """Put the layers and the code on the path, then import the handler module afresh."""
-    for directory in (*spec.layer_dirs, spec.code_dir):
-        if str(directory) not in sys.path:
-            sys.path.insert(0, str(directory))
+    """Import the handler module afresh from its CodeUri (its imports come from the installed layer)."""
+    _check_layers(spec)
     return load_handler(spec.code_dir, spec.handler, f"offline_{spec.logical_id}")
 
 

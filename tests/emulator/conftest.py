@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_thread
-from tests.offline.support import training_lines, upload, wait_for_job
+from tests.emulator.support import training_lines, upload, wait_for_job
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from local.runtime import Endpoints, FunctionPool, Invocation, function_environm
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 STATE_DIR = REPO_ROOT / ".local-state"
 STATE_FILE = STATE_DIR / "stack.json"

@@ -13,7 +13,7 @@ import pytest
 
 from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_thread
 from local.openai_server.limits import format_duration
-from tests.offline.support import training_lines, upload, wait_for_job
+from tests.emulator.support import training_lines, upload, wait_for_job
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from openai.types.fine_tuning import FineTuningJob
 from categorizer.prompt import estimate_prompt_tokens
 from categorizer.tokens import single_token_id
 from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_thread
-from tests.offline.support import training_lines, upload, wait_for_job
+from tests.emulator.support import training_lines, upload, wait_for_job
 
 
 def ask(client: openai.OpenAI, model: str, text: str, **kwargs: object) -> ChatCompletion:

@@ -35,15 +35,14 @@ from typing import Any
 import httpx2
 from pydantic import ValidationError
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "shared"), str(REPO)]
+from categorizer.ingest import webhook_secrets
+from categorizer.models import ArticleEvent
+from local.demo_run import ensure_active_model
+from local.stack import OfflineStack, StackOptions
+from tools.dlq import receive_all, redrive, release
+from tools.publish import PublishSummary, publish
 
-from categorizer.ingest import webhook_secrets  # noqa: E402
-from categorizer.models import ArticleEvent  # noqa: E402
-from local.demo_run import ensure_active_model  # noqa: E402
-from local.stack import OfflineStack, StackOptions  # noqa: E402
-from tools.dlq import receive_all, redrive, release  # noqa: E402
-from tools.publish import PublishSummary, publish  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "livedoor-dev.jsonl.gz"
 BATCH = 50

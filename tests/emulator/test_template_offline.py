@@ -9,7 +9,7 @@ import pytest
 from local.cfn import Resolver, TemplateError, load_template, resolve_parameters, substitute_definition
 from local.provision import SUPPORTED_TYPES, _merge_globals, offline_bucket_policy
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(REPO / "template.yaml")
 
 

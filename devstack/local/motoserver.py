@@ -46,6 +46,40 @@ def speed_up_sqs() -> None:
     sqs.Message.delayed = property(lambda self: time.time() * 1000 < self.delayed_until)
 
 
+def serialize_sqs_queue_updates() -> None:
+    """Make moto's SQS queue updates atomic, so a message sent during a delete is not lost.
+
+    moto 5.2's `Queue.delete_message` rebuilds the queue's message list (read the list, build
+    a new one without the deleted message, assign it) without the queue's lock, while
+    `add_message` appends under that lock. A SendMessageBatch handled by another server thread
+    between the read and the assignment appends to the list that is about to be replaced, so
+    its messages vanish: never received, never dead-lettered, the queue "drained". Under load
+    (`make bench ARGS="--offered-load 2 --articles 15000"`) that lost 2 consecutive entries of
+    one webhook batch. Holding the queue's lock (a reentrant Condition) for the delete and for
+    the receive scan (which moves messages to the DLQ) closes the window;
+    tests/emulator/test_moto_sqs.py reproduces the race deterministically.
+    """
+    sqs: Any = importlib.import_module("moto.sqs.models")
+    if getattr(sqs.Queue.delete_message, "_serialized", False):
+        return
+    delete, receive = sqs.Queue.delete_message, sqs.SQSBackend.receive_message
+
+    def locked_delete(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            delete(self, receipt_handle)
+
+    def locked_receive(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        # A long poll still waits without the lock: Condition.wait releases it.
+        with self.get_queue(queue_name)._messages_lock:
+            return receive(self, queue_name, *args, **kwargs)
+
+    locked_delete._serialized = True  # type: ignore[attr-defined]
+    locked_delete.__wrapped__ = delete  # type: ignore[attr-defined]
+    locked_receive.__wrapped__ = receive  # type: ignore[attr-defined]
+    sqs.Queue.delete_message = locked_delete
+    sqs.SQSBackend.receive_message = locked_receive
+
+
 class MotoServer:
     def __init__(self, port: int = 0, *, fast_sqs: bool = True) -> None:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -58,6 +92,7 @@ class MotoServer:
     def start(self, config: dict[str, Any] | None = None) -> str:
         # werkzeug logs every request at INFO: far too chatty for a demo.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        serialize_sqs_queue_updates()
         if self._fast_sqs:
             speed_up_sqs()
         self._server.start()

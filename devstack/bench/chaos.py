@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from categorizer.ingest import webhook_secrets
 from categorizer.models import ArticleEvent
 from local.demo_run import ensure_active_model
+from local.poller import MessageTrace
 from local.stack import OfflineStack, StackOptions
 from tools.dlq import receive_all, redrive, release
 from tools.publish import PublishSummary, publish
@@ -109,6 +110,27 @@ def configure_faults(base_url: str, settings: dict[str, Any]) -> None:
     httpx2.post(_admin_url(base_url, "reset-stats"), timeout=10.0).raise_for_status()
 
 
+def locate_losses(lost: list[tuple[str, int]], traces: list[MessageTrace]) -> dict[tuple[str, int], str]:
+    """Where each lost (article, revision) went missing, from the pollers' ledgers."""
+    seen: dict[tuple[str, int], list[MessageTrace]] = {}
+    for trace in traces:
+        try:
+            event = ArticleEvent.model_validate_json(trace.body)
+        except ValidationError:
+            continue
+        seen.setdefault((event.article_id, event.revision), []).append(trace)
+    where: dict[tuple[str, int], str] = {}
+    for key in lost:
+        found = seen.get(key, [])
+        if not found:
+            where[key] = "never_received"
+        elif any(trace.deleted for trace in found):
+            where[key] = "deleted_without_row"
+        else:
+            where[key] = "received_not_deleted"
+    return where
+
+
 def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]:
     table = stack.session.resource("dynamodb", endpoint_url=stack.endpoints.aws_endpoint_url).Table(
         stack.provisioned.ref("ResultsTable")
@@ -138,17 +160,19 @@ def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]
     newest: dict[str, int] = {}
     for article_id, revision in accepted:
         newest[article_id] = max(revision, newest.get(article_id, -1))
-    lost = sorted(
-        f"{article_id}@{revision}"
+    lost_keys = sorted(
+        (article_id, revision)
         for article_id, revision in accepted
         if rows.get(article_id, -1) < revision and (article_id, revision) not in dead
     )
+    lost = [f"{article_id}@{revision}" for article_id, revision in lost_keys]
     # A stale overwrite: the row is older than a revision that was accepted and not dead-lettered.
     stale = sorted(
         article_id
         for article_id, revision in newest.items()
         if article_id in rows and rows[article_id] < revision and (article_id, revision) not in dead
     )
+    where = locate_losses(lost_keys, [trace for poller in stack.pollers for trace in poller.ledger.traces()])
     return {
         "rows": len(rows),
         "dead_lettered": sum(by_reason.values()),
@@ -156,6 +180,10 @@ def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]
         "dlq_without_reason": by_reason.get("no_reason_recorded", 0),
         "lost": len(lost),
         "lost_examples": lost[:10],
+        # never_received: sent, never delivered by SQS; received_not_deleted: delivered, never settled
+        # (and not in the DLQ); deleted_without_row: the function reported it done, yet no result.
+        "lost_where": dict(Counter(where.values())),
+        "lost_where_examples": {f"{a}@{r}": place for (a, r), place in sorted(where.items())[:10]},
         "stale_overwrites": len(stale),
         "stale_examples": stale[:10],
     }

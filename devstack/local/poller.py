@@ -85,6 +85,43 @@ def failed_message_ids(invocation: Invocation, batch_ids: list[str], report_fail
 
 
 @dataclass
+class MessageTrace:
+    """What the mapping did with one message: how often it was received, whether it was deleted."""
+
+    body: str
+    receives: int = 0
+    deleted: bool = False
+
+
+class MessageLedger:
+    """Every message a mapping received, so an audit can say where a lost message went missing.
+
+    A message sent but never in the ledger was never received (lost in the queue); one received
+    but never deleted was not settled by the function (and not dead-lettered, or the audit would
+    have found it there); one deleted without a result was reported processed by the function.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._traces: dict[str, MessageTrace] = {}
+
+    def received(self, batch: list[MessageTypeDef]) -> None:
+        with self._lock:
+            for message in batch:
+                trace = self._traces.setdefault(message["MessageId"], MessageTrace(message["Body"]))
+                trace.receives += 1
+
+    def deleted(self, message_ids: list[str]) -> None:
+        with self._lock:
+            for message_id in message_ids:
+                self._traces[message_id].deleted = True
+
+    def traces(self) -> list[MessageTrace]:
+        with self._lock:
+            return list(self._traces.values())
+
+
+@dataclass
 class PollerStats:
     invocations: int = 0
     function_errors: int = 0
@@ -107,6 +144,7 @@ class SqsPoller:
         self.source = source
         self.pool = pool
         self.stats = PollerStats()
+        self.ledger = MessageLedger()
         self._sqs_factory = sqs_factory
         self._region = region
         self._stop = threading.Event()
@@ -169,6 +207,7 @@ class SqsPoller:
 
     def _invoke_and_settle(self, sqs: SQSClient, batch: list[MessageTypeDef]) -> None:
         try:
+            self.ledger.received(batch)
             event = {"Records": [lambda_sqs_record(m, self.source, self._region) for m in batch]}
             ids = [m["MessageId"] for m in batch]
             try:
@@ -179,13 +218,12 @@ class SqsPoller:
             failed = failed_message_ids(invocation, ids, self.source.report_batch_item_failures)
             done = [m for m in batch if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):
-                sqs.delete_message_batch(
+                chunk = done[start : start + 10]
+                response = sqs.delete_message_batch(
                     QueueUrl=self.source.queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(done[start : start + 10])
-                    ],
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
                 )
+                self.ledger.deleted([chunk[int(entry["Id"])]["MessageId"] for entry in response.get("Successful", [])])
             with self._lock:
                 self.stats.invocations += 1
                 self.stats.function_errors += int(invocation.error)

@@ -91,6 +91,10 @@ def test_reported_failures_come_back_then_go_to_the_dlq(probe_stack: OfflineStac
     # failing ones were redelivered after the visibility timeout with a growing receive count
     assert all(receives[message_id] == [1] for message_id in good)
     assert all(receives[message_id] == [1, 2] for message_id in bad)
+    # AND the poller's ledger, which audits use to locate losses, saw the same: the good ones
+    # received once and deleted, the failing ones received twice and never deleted
+    traces = probe_stack.pollers[0].ledger.traces()
+    assert sorted((t.receives, t.deleted) for t in traces) == [(1, True)] * 3 + [(2, False)] * 2
     # AND SQS moved the failing ones to the DLQ after maxReceiveCount receives
     dlq = probe_stack.client("sqs").receive_message(
         QueueUrl=probe_stack.provisioned.ref("ProbeDLQ"), MaxNumberOfMessages=10

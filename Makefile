@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead chaos bench
+.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse chaos bench
 
 $(BIN)/.installed: pyproject.toml shared/requirements.txt shared/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,10 @@ bench-finetune: install
 
 bench-overhead: install
 	$(BIN)/python -m bench.overhead
+
+# Worst-case body-to-text time at the 200,000-character limit, one core (hostile HTML).
+bench-parse: install
+	$(BIN)/python -m bench.parse $(ARGS)
 
 # 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
 # spikes and 429s; audits that nothing is lost (docs/ingest.md). ARGS="--articles 500" etc.

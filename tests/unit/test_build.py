@@ -98,7 +98,7 @@ def test_layer_bundled_tiktoken_file_loads_o200k_base_without_download(layer: Pa
     assert len(result.stdout.strip().strip("[]").split(",")) == 1
 
 
-@pytest.mark.parametrize("package", ["pydantic_core", "tiktoken", "jiter"])
+@pytest.mark.parametrize("package", ["pydantic_core", "tiktoken", "jiter", "lxml"])
 def test_layer_compiled_dependencies_are_built_for_cpython313_on_aarch64(layer: Path, package: str) -> None:
     # GIVEN a dependency with compiled extensions
     extensions = list((layer / package).rglob("*.so"))

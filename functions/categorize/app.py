@@ -8,6 +8,7 @@ reported as a batch item failure until its last receive, then dead-lettered with
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import boto3
@@ -30,10 +31,10 @@ from categorizer.config import CategorizeSettings
 from categorizer.dlq import DeadLetterQueue
 from categorizer.errors import PermanentError, redact
 from categorizer.limiter import RateLimiter
-from categorizer.models import ArticleEvent, describe_validation_error
+from categorizer.models import ArticleEvent, describe_validation_error, is_article_id
 from categorizer.openai_client import OpenAIClientProvider
 from categorizer.pricing import Prices
-from categorizer.service import CategorizeService, Outcome
+from categorizer.service import BatchScope, CategorizeService, Outcome
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
 
@@ -131,7 +132,7 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
     logger.info("article processed", extra=log)
 
 
-async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope: BatchScope) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     try:
         article = ArticleEvent.model_validate_json(record.body)
@@ -147,7 +148,7 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> No
             active = await asyncio.to_thread(
                 read_active_model, settings.active_model_parameter, settings.config_cache_seconds
             )
-            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version))
+            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
     except PermanentError as error:
         await _dead_letter(record, error.reason, error.detail, receive_count)
         return
@@ -174,5 +175,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     if not event.get("Records"):  # Powertools rejects an empty batch as an unknown event type
         return {"batchItemFailures": []}
     return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=functools.partial(record_handler, scope=_batch_scope(event["Records"])),
+        processor=processor,
+        context=context,
     )
+
+
+def _batch_scope(records: list[dict[str, Any]]) -> BatchScope:
+    """The batch's rows in one BatchGetItem, keyed by the article_id attribute ingest sets on each message.
+
+    A failed read costs only the shortcut: each record then reads its own row.
+    """
+    ids = [
+        value
+        for record in records
+        if is_article_id(value := record.get("messageAttributes", {}).get("article_id", {}).get("stringValue"))
+    ]
+    try:
+        return service.batch_scope(ids)
+    except Exception as error:
+        logger.warning("batch read failed; records read their rows one by one", extra={"error": redact(repr(error))})
+        return BatchScope()

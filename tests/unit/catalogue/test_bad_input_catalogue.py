@@ -319,7 +319,8 @@ def _dynamodb_throttled(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _read_before_a_newer_write(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The state read misses the newer row written meanwhile, so only the conditional write guards it.
+    # The state read misses the newer row written meanwhile, so only the conditional claim and
+    # write guard it.
     monkeypatch.setattr(ResultStore, "state", lambda self, article_id: None)
 
 
@@ -411,7 +412,8 @@ CATEGORIZE_CASES = [
         "kept_newer",
         _read_before_a_newer_write,
         configure_before_last=True,
-        openai_calls=2,
+        # The claim's condition sees the newer row before any call: the older text is never sent.
+        openai_calls=1,
     ),
     CategorizeCase("duplicate_event", (article("u-1"), article("u-1")), "stored", openai_calls=1),
     CategorizeCase("sqs_redelivery_of_processed_message", (article("u-2"),), "stored", redeliver=True, openai_calls=1),

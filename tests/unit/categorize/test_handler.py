@@ -250,10 +250,19 @@ def test_logs_carry_the_webhook_correlation_id_and_no_article_body(
 def test_newer_revision_is_classified_when_the_row_changed_under_it(
     categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN version 1 is stored, and a concurrent write changes the row before version 2's
-    # "unchanged" advance (simulated: the conditional advance fails)
+    # GIVEN version 1 is stored, and a concurrent write changes the row's content before
+    # version 2's "unchanged" advance, so the conditional advance fails
     invoke(categorize, sqs_event(article("race", version=1)))
-    monkeypatch.setattr(categorize.service._store, "advance_revision", lambda *args: False)
+
+    def concurrent_write_then_advance(*args: object) -> bool:
+        stack.table.update_item(
+            Key={"article_id": "race"},
+            UpdateExpression="SET content_hash = :other",
+            ExpressionAttributeValues={":other": "written-meanwhile"},
+        )
+        return False
+
+    monkeypatch.setattr(categorize.service._store, "advance_revision", concurrent_write_then_advance)
     # WHEN version 2 with the same content is handled
     assert invoke(categorize, sqs_event(article("race", version=2))) == {"batchItemFailures": []}
     # THEN it is classified and stored rather than dropped as unchanged

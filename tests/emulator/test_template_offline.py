@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from local.cfn import Resolver, TemplateError, load_template, resolve_parameters, substitute_definition
 from local.provision import SUPPORTED_TYPES, _merge_globals, offline_bucket_policy
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(REPO / "template.yaml")
 
 

@@ -1,5 +1,21 @@
-"""The fine-tuning pipeline in moto with its tasks routed in-process (the emulator's Lambda shim)."""
+"""Fixtures for the fine-tuning pipeline in moto: the fake OpenAI on loopback and the pipeline stack."""
 
-from tests.unit.finetune.conftest import fake_openai, pipeline_stack
+from __future__ import annotations
 
-__all__ = ["fake_openai", "pipeline_stack"]
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.support import FakeFineTuningOpenAI, PipelineStack, pipeline_in_moto, serve_fine_tuning_openai
+
+
+@pytest.fixture
+def finetuning_openai() -> Iterator[FakeFineTuningOpenAI]:
+    with serve_fine_tuning_openai() as fake:
+        yield fake
+
+
+@pytest.fixture
+def pipeline_stack(finetuning_openai: FakeFineTuningOpenAI) -> Iterator[PipelineStack]:
+    with pipeline_in_moto(finetuning_openai) as stack:
+        yield stack

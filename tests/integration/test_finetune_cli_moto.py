@@ -6,17 +6,20 @@ import json
 
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
-from tests.unit.finetune.conftest import BUCKET, PARAMETER, FakeOpenAI, JobPlan, PipelineStack, demo_rows
+from tests.integration.support import BUCKET, PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack
+from tests.support.finetune import demo_rows
 from tools import finetune as cli
 
 
-def test_import_start_follow_list_and_rollback(pipeline_stack: PipelineStack, fake_openai: FakeOpenAI, tmp_path):
+def test_import_start_follow_list_and_rollback(
+    pipeline_stack: PipelineStack, finetuning_openai: FakeFineTuningOpenAI, tmp_path
+):
     # GIVEN a labelled JSONL file, an earlier active model, and a job that succeeds
     labels = tmp_path / "editors.jsonl"
     labels.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in demo_rows()), encoding="utf-8")
     previous = ActiveModel(model_id="ft:gpt-4o-mini:test:old:1", taxonomy_version="demo-1", metrics={"top1": 0.1})
     write_active_model(pipeline_stack.ssm, PARAMETER, previous)
-    fake_openai.plans.append(JobPlan(running_polls=1))
+    finetuning_openai.plans.append(JobPlan(running_polls=1))
     out: list[str] = []
     common = ["--state-machine-arn", pipeline_stack.state_machine_arn, "--bucket", BUCKET, "--parameter", PARAMETER]
     # WHEN the operator imports, starts a run and follows it

@@ -9,7 +9,8 @@ from categorizer.active_model import rollback_active_model, write_active_model
 from categorizer.finetune.errors import TransientError
 from categorizer.models import ActiveModel
 from local import lambda_dispatch
-from tests.unit.finetune.conftest import PARAMETER, FakeOpenAI, JobPlan, PipelineStack, demo_rows
+from tests.integration.support import PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack
+from tests.support.finetune import demo_rows
 
 RUN = {"taxonomy_version": "demo-1", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
 
@@ -18,10 +19,12 @@ def _active(stack: PipelineStack) -> ActiveModel:
     return ActiveModel.model_validate_json(stack.ssm.get_parameter(Name=PARAMETER)["Parameter"]["Value"])
 
 
-def test_success_promotes_and_writes_manifest_and_report(pipeline_stack: PipelineStack, fake_openai: FakeOpenAI):
+def test_success_promotes_and_writes_manifest_and_report(
+    pipeline_stack: PipelineStack, finetuning_openai: FakeFineTuningOpenAI
+):
     # GIVEN the demo corpus as labels and a job that succeeds after two checks
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(running_polls=2, accuracy=0.9))
+    finetuning_openai.plans.append(JobPlan(running_polls=2, accuracy=0.9))
     # WHEN the pipeline runs
     run = pipeline_stack.run("run-ok", RUN)
     # THEN it succeeds, promotes the new model, and leaves a manifest and a report in S3
@@ -37,7 +40,7 @@ def test_success_promotes_and_writes_manifest_and_report(pipeline_stack: Pipelin
     assert report["metrics"]["n"] == 48
     assert 0.8 <= report["metrics"]["top1"] <= 1.0
     assert report["metrics"]["top3"] == 1.0
-    assert fake_openai.chat_requests == 48  # every validation example through the classifier
+    assert finetuning_openai.chat_requests == 48  # every validation example through the classifier
     active = _active(pipeline_stack)
     assert active.model_id == output["evaluation"]["model_id"]
     assert active.taxonomy_version == "demo-1"
@@ -45,7 +48,7 @@ def test_success_promotes_and_writes_manifest_and_report(pipeline_stack: Pipelin
     assert active.dataset_manifest == output["dataset"]["manifest"]
     assert active.metrics["top1"] == report["metrics"]["top1"]
     # the job carries the execution name, the hyperparameters and the seed
-    (job,) = fake_openai.jobs.values()
+    (job,) = finetuning_openai.jobs.values()
     assert job.body["metadata"]["pipeline_run"] == "run-ok"
     assert job.body["method"]["supervised"]["hyperparameters"] == {"n_epochs": 2}
     assert job.body["seed"] == 7
@@ -59,11 +62,11 @@ def _seed_active(stack: PipelineStack, top1: float) -> ActiveModel:
     return record
 
 
-def test_promotion_keeps_history_and_rollback_restores_previous(pipeline_stack: PipelineStack, fake_openai):
+def test_promotion_keeps_history_and_rollback_restores_previous(pipeline_stack: PipelineStack, finetuning_openai):
     # GIVEN an active model with a lower top-1 than the new one will reach
     previous = _seed_active(pipeline_stack, top1=0.5)
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(accuracy=1.0))
+    finetuning_openai.plans.append(JobPlan(accuracy=1.0))
     # WHEN the pipeline runs, THEN the new model replaces it
     run = pipeline_stack.run("run-better", RUN)
     assert run["status"] == "SUCCEEDED", run
@@ -77,11 +80,11 @@ def test_promotion_keeps_history_and_rollback_restores_previous(pipeline_stack: 
     assert _active(pipeline_stack).model_id == previous.model_id
 
 
-def test_worse_model_is_not_promoted(pipeline_stack: PipelineStack, fake_openai):
+def test_worse_model_is_not_promoted(pipeline_stack: PipelineStack, finetuning_openai):
     # GIVEN an active model with top-1 0.95 and a new model that gets about half right
     previous = _seed_active(pipeline_stack, top1=0.95)
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(accuracy=0.5))
+    finetuning_openai.plans.append(JobPlan(accuracy=0.5))
     # WHEN the pipeline runs
     run = pipeline_stack.run("run-worse", RUN)
     # THEN the run succeeds but the active model stays, and the report says why
@@ -98,9 +101,9 @@ def _failure(run: dict[str, Any]) -> tuple[str, str]:
     return run["error"], run["cause"]
 
 
-def test_failed_job_ends_in_fail_state_with_openai_error(pipeline_stack: PipelineStack, fake_openai):
+def test_failed_job_ends_in_fail_state_with_openai_error(pipeline_stack: PipelineStack, finetuning_openai):
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(final="failed"))
+    finetuning_openai.plans.append(JobPlan(final="failed"))
     error, cause = _failure(pipeline_stack.run("run-failed", RUN))
     assert error == "FineTuneJobFailed"
     assert json.loads(cause)["error"] == {
@@ -108,55 +111,55 @@ def test_failed_job_ends_in_fail_state_with_openai_error(pipeline_stack: Pipelin
         "message": "bad file",
         "param": "training_file",
     }
-    assert fake_openai.chat_requests == 0
+    assert finetuning_openai.chat_requests == 0
     assert pipeline_stack.ssm.describe_parameters()["Parameters"] == []
 
 
-def test_cancelled_job_ends_in_fail_state(pipeline_stack: PipelineStack, fake_openai):
+def test_cancelled_job_ends_in_fail_state(pipeline_stack: PipelineStack, finetuning_openai):
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(final="cancelled"))
+    finetuning_openai.plans.append(JobPlan(final="cancelled"))
     error, cause = _failure(pipeline_stack.run("run-cancelled", RUN))
     assert error == "FineTuneJobCancelled"
     assert json.loads(cause)["status"] == "cancelled"
 
 
-def test_poll_limit_ends_the_run(pipeline_stack: PipelineStack, fake_openai):
+def test_poll_limit_ends_the_run(pipeline_stack: PipelineStack, finetuning_openai):
     pipeline_stack.put_labels(demo_rows())
-    fake_openai.plans.append(JobPlan(running_polls=50))
+    finetuning_openai.plans.append(JobPlan(running_polls=50))
     error, _ = _failure(pipeline_stack.run("run-slow", {**RUN, "max_polls": 3}))
     assert error == "PollLimitExceeded"
-    (job,) = fake_openai.jobs.values()
+    (job,) = finetuning_openai.jobs.values()
     assert job.retrievals == 3
 
 
-def test_cost_guard_stops_before_any_upload(pipeline_stack: PipelineStack, fake_openai):
+def test_cost_guard_stops_before_any_upload(pipeline_stack: PipelineStack, finetuning_openai):
     pipeline_stack.put_labels(demo_rows())
     error, cause = _failure(pipeline_stack.run("run-costly", {**RUN, "max_cost_usd": 0.0001}))
     assert error == "CostGuardExceeded"
     assert "exceeds the guard $0.0001" in cause
-    assert fake_openai.files == {} and fake_openai.jobs == {}
+    assert finetuning_openai.files == {} and finetuning_openai.jobs == {}
     assert "Contents" not in pipeline_stack.s3.list_objects_v2(Bucket="pipeline-test-bucket", Prefix="runs/")
 
 
-def test_too_few_examples_is_an_invalid_dataset(pipeline_stack: PipelineStack, fake_openai):
+def test_too_few_examples_is_an_invalid_dataset(pipeline_stack: PipelineStack, finetuning_openai):
     pipeline_stack.put_labels(demo_rows()[:6])
     error, cause = _failure(pipeline_stack.run("run-tiny", RUN))
     assert error == "DatasetInvalid"
     assert "OpenAI needs at least 10" in cause
-    assert fake_openai.files == {}
+    assert finetuning_openai.files == {}
 
 
-def test_unknown_label_is_an_invalid_dataset(pipeline_stack: PipelineStack, fake_openai):
+def test_unknown_label_is_an_invalid_dataset(pipeline_stack: PipelineStack, finetuning_openai):
     rows = demo_rows()
     rows[3] = {**rows[3], "category_id": "astrology"}
     pipeline_stack.put_labels(rows)
     error, cause = _failure(pipeline_stack.run("run-unknown", RUN))
     assert error == "DatasetInvalid"
     assert "'astrology'" in cause and "demo-1" in cause
-    assert fake_openai.files == {}
+    assert finetuning_openai.files == {}
 
 
-def test_retried_start_job_finds_its_job_instead_of_creating_another(pipeline_stack: PipelineStack, fake_openai):
+def test_retried_start_job_finds_its_job_instead_of_creating_another(pipeline_stack: PipelineStack, finetuning_openai):
     # GIVEN StartJob times out once after OpenAI created the job (the Lambda dies before answering)
     start_job = pipeline_stack.functions["StartJob"]
     calls = []
@@ -174,7 +177,7 @@ def test_retried_start_job_finds_its_job_instead_of_creating_another(pipeline_st
     run = pipeline_stack.run("run-retry", RUN)
     # THEN the retry found the first job: one job at OpenAI, the run succeeds with it
     assert run["status"] == "SUCCEEDED", run
-    assert len(fake_openai.jobs) == 1
+    assert len(finetuning_openai.jobs) == 1
     assert [c["reused"] for c in calls] == [False, True]
     assert calls[0]["job_id"] == calls[1]["job_id"] == json.loads(run["output"])["job"]["job_id"]
     failed = [e for e in pipeline_stack.history(run["executionArn"]) if e["type"] == "LambdaFunctionFailed"]

@@ -4,7 +4,6 @@ from template.yaml, the local OpenAI-compatible server, moto; response on stdout
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -12,10 +11,11 @@ from pydantic import ValidationError
 from categorizer.models import ArticleEvent
 from local.__main__ import main
 from local.stack import STATE_FILE
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-EVENT = Path(__file__).resolve().parents[2] / "events" / "sqs-batch.json"
+EVENT = REPO / "events" / "sqs-batch.json"
 
 
 def test_offline_invoke_categorizes_the_sample_batch(capfd: pytest.CaptureFixture[str]) -> None:

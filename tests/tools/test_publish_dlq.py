@@ -13,9 +13,9 @@ import httpx2
 import pytest
 
 from categorizer.dlq import DeadLetterQueue
-from local.lambda_shapes import LambdaContext
-from tests.unit.categorize.conftest import article
-from tests.unit.ingest.conftest import SECRET, IngestStack, http_event
+from tests.support.categorize import article
+from tests.support.ingest import SECRET, IngestStack, http_event
+from tests.support.lambda_env import LambdaContext
 from tools import dlq, publish
 
 

@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 import pytest
 from cfnlint.decode import cfn_yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 SAM = REPO / ".tools" / "sam" / "bin" / "sam"
 PACKAGE = REPO / "shared" / "categorizer"
 ELF_MAGIC = b"\x7fELF"

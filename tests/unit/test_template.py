@@ -10,13 +10,13 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.decode import cfn_yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 TEMPLATE: dict[str, Any] = cfn_yaml.load(str(REPO / "template.yaml"))
 PARAMETERS: dict[str, Any] = TEMPLATE.get("Parameters", {})
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]

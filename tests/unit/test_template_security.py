@@ -17,7 +17,8 @@ import pytest
 from cfnlint.decode import cfn_yaml
 from samtranslator.translator.transform import transform
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 TEMPLATE: dict[str, Any] = cfn_yaml.load(str(REPO / "template.yaml"))
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:test-AbCdEf"
 

@@ -23,18 +23,10 @@ from botocore.exceptions import ClientError
 
 from categorizer.models import ArticleEvent
 from categorizer.store import ResultStore
-from local.lambda_shapes import LambdaContext, sqs_event
-from tests.unit.categorize.conftest import FakeOpenAI, Stack, article, load_function
-from tests.unit.ingest.conftest import (
-    PREVIOUS_SECRET,
-    SECRET,
-    IngestStack,
-    call,
-    http_event,
-    signed_headers,
-)
-
-OPENAI_KEY = "sk-unit-test-key"  # the key the categorize fixture stores in Secrets Manager
+from tests.support.categorize import OPENAI_KEY, CategorizeStack, article, load_categorize
+from tests.support.ingest import PREVIOUS_SECRET, SECRET, IngestStack, call, http_event, signed_headers
+from tests.support.lambda_env import LambdaContext, sqs_event
+from tests.support.openai_http import FakeOpenAI
 
 # ------------------------------------------------------------------------------------ ingest
 
@@ -427,15 +419,10 @@ CATEGORIZE_CASES = [
 
 
 @pytest.fixture
-def categorize_app(stack: Stack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def categorize_app(stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The handler with the SDK's own retries off, so each fault is seen once (fast and countable)."""
-    from aws_lambda_powertools.utilities import parameters
-
     monkeypatch.setenv("OPENAI_MAX_RETRIES", "0")
-    parameters.clear_caches()
-    app = load_function("categorize")
-    app.service = app.build_service(openai_transport=httpx2.MockTransport(lambda r: fake_openai.handle(r)))  # type: ignore[attr-defined]
-    return app
+    return load_categorize(fake_openai.transport())
 
 
 def _revision(message: dict[str, Any] | str) -> int | None:
@@ -446,7 +433,7 @@ def _revision(message: dict[str, Any] | str) -> int | None:
 def test_categorize_bad_input(
     case: CategorizeCase,
     categorize_app: ModuleType,
-    stack: Stack,
+    stack: CategorizeStack,
     fake_openai: FakeOpenAI,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

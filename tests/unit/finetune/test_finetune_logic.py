@@ -17,7 +17,8 @@ from categorizer.models import ActiveModel
 from categorizer.pricing import Prices
 from categorizer.prompt import build_prompt, build_training_example
 from categorizer.taxonomy import bundled_taxonomy
-from tests.unit.finetune.conftest import REPO, demo_rows
+from tests.support.finetune import demo_rows
+from tests.support.paths import REPO
 
 TAXONOMY = bundled_taxonomy("demo-1")
 

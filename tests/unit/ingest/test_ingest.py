@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,8 +19,9 @@ from categorizer.ingest import (
     webhook_secrets,
     wordpress_adapter,
 )
-from tests.unit.categorize.conftest import article
-from tests.unit.ingest.conftest import IngestStack, post
+from tests.support.categorize import article
+from tests.support.ingest import SECRET, IngestStack, call, http_event, post, signed_headers
+from tests.support.paths import REPO
 
 NOW = 1_764_000_000.0
 
@@ -191,8 +191,6 @@ def test_invalid_batch_reports_every_bad_item_with_field_paths(ingest: ModuleTyp
 
 
 def test_unknown_route_is_404(ingest: ModuleType) -> None:
-    from tests.unit.ingest.conftest import call, http_event, signed_headers
-
     event = http_event(b"{}", signed_headers(b"{}"))
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/other"
     event["routeKey"] = event["requestContext"]["routeKey"] = "POST /other"
@@ -202,8 +200,6 @@ def test_unknown_route_is_404(ingest: ModuleType) -> None:
 def test_responses_and_logs_never_carry_the_secret_or_a_signature(
     ingest: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.unit.ingest.conftest import SECRET, call, http_event, signed_headers
-
     body = json.dumps(article("s-1")).encode()
     good = signed_headers(body)
     forged = signed_headers(body, secret="guess")
@@ -218,7 +214,7 @@ def test_responses_and_logs_never_carry_the_secret_or_a_signature(
 
 
 def test_the_signature_example_in_the_docs_is_right() -> None:
-    docs = (Path(__file__).resolve().parents[3] / "docs" / "ingest.md").read_text(encoding="utf-8")
+    docs = (REPO / "docs" / "ingest.md").read_text(encoding="utf-8")
     expected = sign(b"example-secret", "1764057600", b'{"article_id":"a-1"}')
     assert f"X-Signature: {expected}" in docs
 

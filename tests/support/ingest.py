@@ -1,22 +1,20 @@
-"""Fixtures for the ingest function: moto SQS + Secrets Manager, signed HTTP API events, the handler."""
+"""IngestFunction under test: its queue and webhook secret in moto, signed HTTP API events, calls."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
+from aws_lambda_powertools.utilities import parameters
 
 from categorizer.ingest import signature_headers
-from local.lambda_shapes import LambdaContext
-from tests.unit.categorize.conftest import load_function
+from tests.support.lambda_env import LambdaContext, load_function
 
 SECRET = "whsec-unit-0123456789abcdef"
 PREVIOUS_SECRET = "whsec-unit-previous-secret"
@@ -41,28 +39,28 @@ class IngestStack:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-@pytest.fixture
-def ingest_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[IngestStack]:
-    with mock_aws():
-        sqs = boto3.client("sqs")
-        queue_url = sqs.create_queue(QueueName="article-queue")["QueueUrl"]
-        secret_value = json.dumps({"webhook_secret": SECRET, "previous_webhook_secret": PREVIOUS_SECRET})
-        secret_arn = boto3.client("secretsmanager").create_secret(Name="webhook", SecretString=secret_value)["ARN"]
-        for name, value in {
-            "ARTICLE_QUEUE_URL": queue_url,
-            "WEBHOOK_SECRET_ARN": secret_arn,
-            "SECRET_CACHE_SECONDS": "0",
-            "MAX_REQUEST_BYTES": "1048576",
-            "MAX_BATCH_ITEMS": "20",
-        }.items():
-            monkeypatch.setenv(name, value)
-        yield IngestStack(sqs, queue_url, secret_arn)
+def create_ingest_stack(monkeypatch: pytest.MonkeyPatch) -> IngestStack:
+    """The article queue and the webhook secret (current and previous), and the function's environment.
+
+    Call it inside `mock_aws`.
+    """
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="article-queue")["QueueUrl"]
+    secret_value = json.dumps({"webhook_secret": SECRET, "previous_webhook_secret": PREVIOUS_SECRET})
+    secret_arn = boto3.client("secretsmanager").create_secret(Name="webhook", SecretString=secret_value)["ARN"]
+    for name, value in {
+        "ARTICLE_QUEUE_URL": queue_url,
+        "WEBHOOK_SECRET_ARN": secret_arn,
+        "SECRET_CACHE_SECONDS": "0",
+        "MAX_REQUEST_BYTES": "1048576",
+        "MAX_BATCH_ITEMS": "20",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return IngestStack(sqs, queue_url, secret_arn)
 
 
-@pytest.fixture
-def ingest(ingest_stack: IngestStack) -> ModuleType:
-    from aws_lambda_powertools.utilities import parameters
-
+def load_ingest() -> ModuleType:
+    """A cold start of the handler."""
     parameters.clear_caches()
     return load_function("ingest")
 
@@ -122,5 +120,6 @@ def call(app: ModuleType, event: dict[str, Any]) -> HttpResult:
 
 
 def post(app: ModuleType, payload: Any, **kwargs: Any) -> HttpResult:
+    """Sign `payload` (JSON unless bytes) with the current secret and POST it to the handler."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
     return call(app, http_event(body, signed_headers(body), **kwargs))

@@ -1,10 +1,11 @@
-"""The fine-tuning pipeline under test: template resources in moto, OpenAI on loopback.
+"""The fine-tuning pipeline in moto with its tasks routed in-process, and OpenAI on loopback.
 
-`pipeline_stack` creates what the template declares for the pipeline (bucket, secret, the six
+`pipeline_in_moto` creates what the template declares for the pipeline (bucket, secret, the six
 task functions with their template environment, the state machine from its ASL with the
 template's DefinitionSubstitutions) inside `mock_aws`, and routes moto's Lambda Invoke to the
-handlers in functions/finetune/app.py (local/lambda_dispatch.py). OpenAI is `FakeOpenAI`, an
-HTTP server speaking the REST shapes the SDK parses, whose jobs follow a scripted plan.
+handlers in functions/finetune/app.py (the emulator's local/lambda_dispatch.py). OpenAI is
+`FakeFineTuningOpenAI`, an HTTP server speaking the REST shapes the SDK parses, whose jobs
+follow a scripted plan.
 """
 
 from __future__ import annotations
@@ -20,22 +21,20 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import boto3
-import pytest
 from moto import mock_aws
 
 from local import lambda_dispatch
 from local.cfn import Resolver, load_template, substitute_definition
-from local.openai_server.chat import chat_completion_json
+from tests.support.openai_http import one_token_completion
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[3]
-DEMO_ARTICLES = REPO / "devstack" / "local" / "demo" / "articles.jsonl"
 REGION = "us-east-1"
 BUCKET = "pipeline-test-bucket"
 PARAMETER = "/article-categorizer/active-model"
@@ -59,7 +58,9 @@ class FakeJob:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeFineTuningOpenAI:
+    """Files, fine-tuning jobs that follow their `JobPlan`, and chat completions from the fine-tuned models."""
+
     plans: list[JobPlan] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     contents: dict[str, bytes] = field(default_factory=dict)
@@ -182,25 +183,30 @@ class _Handler(BaseHTTPRequestHandler):
             wrong = labels[(labels.index(truth) + 1) % len(labels)]
             first, second = (truth, wrong) if right else (wrong, truth)
             top = [(first, 0.8), (second, 0.15), (" x", 0.05)][: payload["top_logprobs"]]
-            return self._send(200, chat_completion_json(payload["model"], top, prompt_tokens=50))
+            return self._send(
+                200, one_token_completion(payload["model"], top, prompt_tokens=50).model_dump(mode="json")
+            )
         self._send(404, {"error": {"message": f"no route {url.path}", "type": "invalid_request_error"}})
 
 
 class _Server(ThreadingHTTPServer):
-    fake: FakeOpenAI
+    fake: FakeFineTuningOpenAI
 
 
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    fake = FakeOpenAI()
+@contextmanager
+def serve_fine_tuning_openai() -> Iterator[FakeFineTuningOpenAI]:
+    """A `FakeFineTuningOpenAI` on a loopback port (the task functions build their own clients)."""
+    fake = FakeFineTuningOpenAI()
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    yield fake
-    server.shutdown()
-    server.server_close()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass
@@ -248,8 +254,9 @@ def _template() -> dict[str, Any]:
     return load_template(REPO / "template.yaml")
 
 
-@pytest.fixture
-def pipeline_stack(fake_openai: FakeOpenAI) -> Iterator[PipelineStack]:
+@contextmanager
+def pipeline_in_moto(openai: FakeFineTuningOpenAI) -> Iterator[PipelineStack]:
+    """The pipeline's resources as the template declares them, in `mock_aws`, tasks routed in-process."""
     template = _template()
     resources = template["Resources"]
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
@@ -282,7 +289,7 @@ def pipeline_stack(fake_openai: FakeOpenAI) -> Iterator[PipelineStack]:
         for task in TASKS:
             props = resources[f"{task}Function"]["Properties"]
             env = {k: str(v) for k, v in resolver.resolve(props["Environment"]["Variables"]).items()}
-            env |= {"OPENAI_BASE_URL": fake_openai.base_url, "FILE_POLL_SECONDS": "0.05", "OPENAI_MAX_RETRIES": "0"}
+            env |= {"OPENAI_BASE_URL": openai.base_url, "FILE_POLL_SECONDS": "0.05", "OPENAI_MAX_RETRIES": "0"}
             name = f"test-{task}"
             arns[f"{task}Function"] = lam.create_function(
                 FunctionName=name, Runtime="python3.13", Role=role, Handler=props["Handler"],
@@ -298,7 +305,3 @@ def pipeline_stack(fake_openai: FakeOpenAI) -> Iterator[PipelineStack]:
         arn = sfn.create_state_machine(name="finetune", definition=definition, roleArn=role)["stateMachineArn"]
         with lambda_dispatch.routed({f.name: f for f in functions.values()}):
             yield PipelineStack(sfn, s3, boto3.client("ssm", region_name=REGION), arn, functions)
-
-
-def demo_rows() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in DEMO_ARTICLES.read_text(encoding="utf-8").splitlines() if line.strip()]

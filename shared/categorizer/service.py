@@ -132,8 +132,10 @@ class CategorizeService:
                 claim = claimed
                 break
             state = claimed
-            if state is not None and state.claim is not None and state.claim.covers(
-                prompt.fingerprint, active.model_id, time.time()
+            if (
+                state is not None
+                and state.claim is not None
+                and state.claim.covers(prompt.fingerprint, active.model_id, time.time())
             ):
                 state = await self._wait_for_claim(article.article_id, prompt.fingerprint, active.model_id)
         else:

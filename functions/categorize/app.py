@@ -68,6 +68,8 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
         ),
         input_token_budget=settings.input_token_budget,
         low_confidence_threshold=settings.low_confidence_threshold,
+        claim_seconds=settings.claim_seconds,
+        claim_wait_seconds=settings.claim_wait_seconds,
     )
 
 

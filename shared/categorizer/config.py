@@ -54,6 +54,10 @@ class CategorizeSettings(OpenAISettings):
     # The planner's per-instance share of the account's limits; 0 turns that limit off.
     requests_per_minute: float = Field(default=0, alias="INSTANCE_REQUESTS_PER_MINUTE", ge=0)
     tokens_per_minute: float = Field(default=0, alias="INSTANCE_TOKENS_PER_MINUTE", ge=0)
+    # The claim on a row before an OpenAI call (categorizer.service): how long it holds, which must
+    # stay below the queue's visibility timeout, and how long a record waits for another's claim.
+    claim_seconds: float = Field(default=120, alias="CLAIM_SECONDS", gt=0, le=900)
+    claim_wait_seconds: float = Field(default=10, alias="CLAIM_WAIT_SECONDS", ge=0, le=60)
 
 
 class IngestSettings(EnvSettings):

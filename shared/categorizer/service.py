@@ -29,10 +29,6 @@ from categorizer.store import Claim, ResultStore, StoredState
 from categorizer.taxonomy import Taxonomy
 
 Status = Literal["categorized", "unchanged", "stale"]
-# A claim outlives any one call (OpenAI timeout × retries); a crashed holder's claim expires.
-DEFAULT_CLAIM_SECONDS = 120.0
-# How long a record waits for another's claimed call before SQS retries it instead.
-DEFAULT_CLAIM_WAIT_SECONDS = 10.0
 _CLAIM_POLL_SECONDS = 0.2
 _CLAIM_ATTEMPTS = 3
 
@@ -70,8 +66,8 @@ class CategorizeService:
         *,
         input_token_budget: int,
         low_confidence_threshold: float,
-        claim_seconds: float = DEFAULT_CLAIM_SECONDS,
-        claim_wait_seconds: float = DEFAULT_CLAIM_WAIT_SECONDS,
+        claim_seconds: float,
+        claim_wait_seconds: float,
     ) -> None:
         self._store = store
         self._classifier = classifier

@@ -97,13 +97,14 @@ class ResultStore:
         """The rows of many articles in BatchGetItem calls (consistent reads); None where there is none."""
         wanted = list(dict.fromkeys(article_ids))
         found: dict[str, StoredState | None] = dict.fromkeys(wanted)
+        # The table's client is the resource's: it (de)serialises attribute values itself.
         resource = self._table.meta.client
         table_name = self._table.name
         for start in range(0, len(wanted), _BATCH_GET_KEYS):
             keys = wanted[start : start + _BATCH_GET_KEYS]
             request: Mapping[str, Any] = {
                 table_name: {
-                    "Keys": [{"article_id": {"S": article_id}} for article_id in keys],
+                    "Keys": [{"article_id": article_id} for article_id in keys],
                     "ProjectionExpression": _STATE_ATTRIBUTES,
                     "ConsistentRead": True,
                 }
@@ -111,7 +112,7 @@ class ResultStore:
             for attempt in range(_UNPROCESSED_RETRIES + 1):
                 response = resource.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(table_name, []):
-                    found[str(item["article_id"]["S"])] = _state(_plain(item))
+                    found[str(item["article_id"])] = _state(item)
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -220,5 +221,9 @@ class ResultStore:
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A low-level (client) item as the resource API returns it."""
+    """The item of a ConditionalCheckFailed error as the resource API returns items.
+
+    boto3's resource layer deserialises successful responses only; the item an error carries
+    (ReturnValuesOnConditionCheckFailure) keeps DynamoDB's typed form.
+    """
     return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}

@@ -43,10 +43,26 @@ class LambdaContext:
 
 
 def sqs_event(*bodies: Mapping[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
-    """An SQS batch event of these message bodies (a mapping is sent as JSON), all on one receive."""
+    """An SQS batch event of these message bodies (a mapping is sent as JSON), all on one receive.
+
+    A mapping's article_id also travels as the message attribute ingest sets.
+    """
     records = []
     for index, body in enumerate(bodies):
         text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        article_id = body.get("article_id") if not isinstance(body, str) else None
+        attributes = (
+            {
+                "article_id": {
+                    "stringValue": article_id,
+                    "dataType": "String",
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                }
+            }
+            if isinstance(article_id, str)
+            else {}
+        )
         records.append(
             SAMPLE_SQS_RECORD
             | {
@@ -55,6 +71,7 @@ def sqs_event(*bodies: Mapping[str, Any] | str, receive_count: int = 1) -> dict[
                 "body": text,
                 "md5OfBody": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
                 "attributes": SAMPLE_SQS_RECORD["attributes"] | {"ApproximateReceiveCount": str(receive_count)},
+                "messageAttributes": attributes,
             }
         )
     return {"Records": records}

@@ -58,9 +58,10 @@ test: lint unit
 demo: install
 	$(BIN)/python -m local demo
 
-# The offline stack kept running for manual use; prints endpoints and example commands.
+# The offline stack kept running for manual use; prints endpoints and example commands, writes the
+# `sam local invoke --env-vars` file. ARGS="--container-address 172.17.0.1" on Linux (docs/offline.md).
 local-up: install
-	$(BIN)/python -m local up
+	$(BIN)/python -m local up $(ARGS)
 
 # Lambda artifacts without Docker or python3.13 (`sam build --use-container` is not needed).
 # For every resource with `Metadata: {BuildMethod: makefile, ContextPath: .}`, sam build runs

@@ -1,12 +1,12 @@
-"""`python -m tools publish …`, `python -m tools dlq …` and `python -m tools finetune …`."""
+"""`python -m tools publish …`, `… sign-event …`, `… dlq …` and `… finetune …`."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import dlq, finetune, publish
+from tools import dlq, finetune, publish, sign_event
 
-COMMANDS = {"publish": publish.main, "dlq": dlq.main, "finetune": finetune.main}
+COMMANDS = {"publish": publish.main, "sign-event": sign_event.main, "dlq": dlq.main, "finetune": finetune.main}
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -56,9 +57,14 @@ def up(args: argparse.Namespace) -> int:
     """Start the stack and keep it running (pollers, HTTP APIs) until Ctrl-C."""
     from local.demo_run import ensure_active_model
 
-    options = StackOptions(
-        parameter_overrides=_pairs(args.parameter_overrides), queue_visibility_timeout=args.visibility_timeout
-    )
+    try:
+        options = StackOptions(
+            parameter_overrides=_pairs(args.parameter_overrides),
+            queue_visibility_timeout=args.visibility_timeout,
+            container_address=args.container_address,
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with OfflineStack.start(options) as stack:
@@ -67,6 +73,7 @@ def up(args: argparse.Namespace) -> int:
         urls = stack.serve_http_apis()
         stack.start_pollers()
         stack.write_state()
+        sam_env_file = stack.write_sam_env_file()
         outputs = stack.provisioned.outputs
         aws = stack.endpoints.aws_endpoint_url
         print("\nthe offline stack is up (Ctrl-C to stop)")
@@ -79,11 +86,19 @@ def up(args: argparse.Namespace) -> int:
         print(f"  state: {STATE_FILE}   logs: {options.state_dir / 'logs'}/")
         print("\ntry:")
         print("  .venv/bin/python -m local invoke CategorizeFunction -e events/sqs-batch.json")
+        signed = ".local-state/ingest-http.json"
+        print(f"  .venv/bin/python -m tools sign-event events/ingest-http.json --stack offline -o {signed}")
+        print(f"  .venv/bin/python -m local invoke IngestFunction -e {signed}")
+        print(
+            f"  with Docker: sam build && sam local invoke IngestFunction -e {signed} "
+            f"--env-vars {os.path.relpath(sam_env_file)} --region {stack.endpoints.region}"
+        )
         if "IngestApi" in urls:
             print(
                 f"  WEBHOOK_SECRET_ARN={stack.provisioned.parameters.get('WebhookSecretArn', '')} "
                 f"AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \\\n"
-                f"    .venv/bin/python -m tools publish local/demo/articles.jsonl --url {urls['IngestApi']}/articles"
+                "    .venv/bin/python -m tools publish devstack/local/demo/articles.jsonl "
+                f"--url {urls['IngestApi']}/articles"
             )
         print(
             f"  AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "
@@ -96,6 +111,7 @@ def up(args: argparse.Namespace) -> int:
             pass
         finally:
             STATE_FILE.unlink(missing_ok=True)
+            sam_env_file.unlink(missing_ok=True)
     return 0
 
 
@@ -114,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE")
     up_parser.add_argument(
         "--visibility-timeout", type=int, default=None, help="seconds; overrides the template's queues"
+    )
+    up_parser.add_argument(
+        "--container-address",
+        metavar="ADDRESS",
+        help="also serve AWS and OpenAI on this private address, e.g. the Docker bridge's 172.17.0.1, "
+        "for `sam local invoke` on Linux (docs/offline.md)",
     )
     up_parser.set_defaults(run=up)
 

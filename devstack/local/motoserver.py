@@ -7,12 +7,15 @@ import importlib
 import json
 import logging
 import os
+import socket
 import time
 import urllib.request
 from typing import Any
 
 from moto.core.config import default_user_config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from local.containers import check_container_address
 
 # Step Functions really runs executions; Lambda uses moto's no-Docker backend, whose Invoke
 # local/lambda_dispatch.py routes to the offline functions.
@@ -83,6 +86,7 @@ def serialize_sqs_queue_updates() -> None:
 class MotoServer:
     def __init__(self, port: int = 0, *, fast_sqs: bool = True) -> None:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._also_on: list[ThreadedMotoServer] = []
         self.endpoint_url = ""
         # moto's config is process-wide: put it back on stop, for whatever else runs here (tests).
         self._saved_config = copy.deepcopy(default_user_config)
@@ -107,6 +111,21 @@ class MotoServer:
         self.configure(config or MOTO_CONFIG)
         return self.endpoint_url
 
+    def serve_also_on(self, address: str) -> str:
+        """Listen on `address` too, at the same port (for containers: local/containers.py); its endpoint URL.
+
+        moto's backends are per process, so both listeners serve the same accounts. The loopback
+        one stays: moto's Step Functions reaches its task services at localhost:$MOTO_PORT.
+        """
+        check_container_address(address)
+        _, port = self._server.get_host_and_port()
+        # ThreadedMotoServer binds in its thread and waits for good if that fails: bind here first.
+        socket.create_server((address, port)).close()
+        server = ThreadedMotoServer(ip_address=address, port=port, verbose=False)
+        server.start()
+        self._also_on.append(server)
+        return f"http://{address}:{port}"
+
     def configure(self, config: dict[str, Any]) -> None:
         """moto's config endpoint (the server-mode equivalent of `mock_aws(config=...)`)."""
         self._post("/moto-api/config", config)
@@ -123,6 +142,9 @@ class MotoServer:
             response.read()
 
     def stop(self) -> None:
+        for server in self._also_on:
+            server.stop()
+        self._also_on.clear()
         self._server.stop()
         default_user_config.update(copy.deepcopy(self._saved_config))
         if self._saved_moto_port is None:

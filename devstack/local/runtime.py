@@ -47,7 +47,12 @@ class Endpoints:
 def function_environment(
     spec: FunctionSpec, endpoints: Endpoints, overrides: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """Lambda's reserved variables, the offline endpoints, then the template's variables."""
+    """Lambda's reserved variables, the template's variables, then the offline endpoints.
+
+    The endpoints come after the template's variables: the template declares AWS_ENDPOINT_URL
+    and OPENAI_BASE_URL empty (the real services), and offline they point at the stand-ins,
+    as `sam local invoke --env-vars` does with the file `python -m local up` writes.
+    """
     env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
     env |= {
         "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -58,6 +63,9 @@ def function_environment(
         "AWS_DEFAULT_REGION": endpoints.region,
         # Powertools keys "running in Lambda" off this (e.g. one event loop for async batches).
         "LAMBDA_TASK_ROOT": str(spec.code_dir),
+    }
+    env |= spec.environment
+    env |= {
         "AWS_ENDPOINT_URL": endpoints.aws_endpoint_url,
         "AWS_ACCESS_KEY_ID": "offline",
         "AWS_SECRET_ACCESS_KEY": "offline",
@@ -68,7 +76,7 @@ def function_environment(
         env["OPENAI_BASE_URL"] = endpoints.openai_base_url
     if endpoints.tiktoken_cache_dir:
         env["TIKTOKEN_CACHE_DIR"] = endpoints.tiktoken_cache_dir
-    return env | spec.environment | (overrides or {})
+    return env | (overrides or {})
 
 
 def _check_layers(spec: FunctionSpec) -> None:

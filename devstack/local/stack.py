@@ -8,6 +8,7 @@ running, through the state file it writes under .local-state/.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import secrets
 import threading
@@ -22,12 +23,14 @@ from pydantic import BaseModel
 
 from local import lambda_dispatch
 from local.cfn import load_template, resolve_parameters
+from local.containers import DOCKER_DESKTOP_HOST, check_container_address, sam_env_vars
 from local.gateway import HttpApiGateway
 from local.motoserver import MotoServer
-from local.openai_server import OpenAIServerConfig, serve_in_thread
+from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_thread
 from local.poller import SqsPoller, mapping_concurrency
 from local.provision import FunctionSpec, HttpRoute, ProvisionedStack, Provisioner
 from local.runtime import Endpoints, FunctionPool, Invocation, function_environment
+from local.tiktoken_cache import ensure_tiktoken_cache_dir
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -36,6 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 STATE_DIR = REPO_ROOT / ".local-state"
 STATE_FILE = STATE_DIR / "stack.json"
+# `sam local invoke --env-vars` file pointing every function at the stack (local/containers.py).
+SAM_ENV_FILE = STATE_DIR / "sam-env.json"
 STACK_NAME = "article-categorizer-local"
 REGION = "us-east-1"
 # A parameter named *SecretArn without a value gets a secret created for it offline.
@@ -60,6 +65,13 @@ class StackOptions:
     fast_sqs: bool = True
     # The OpenAI-compatible server's settings (limits, latency, faults); it accepts any key.
     openai_config: OpenAIServerConfig = field(default_factory=OpenAIServerConfig)
+    # A private address (the Docker bridge's) where moto and the OpenAI server also listen, for
+    # `sam local invoke` containers on Linux (local/containers.py); None: loopback only.
+    container_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.container_address is not None:
+            check_container_address(self.container_address)
 
 
 class StackState(BaseModel):
@@ -103,6 +115,8 @@ class OfflineStack:
     def start(cls, options: StackOptions | None = None, progress: Callable[[str], None] = print) -> OfflineStack:
         options = options or StackOptions()
         options.state_dir.mkdir(parents=True, exist_ok=True)
+        # For this process (the OpenAI server counts tokens) and, through Endpoints, the functions.
+        tiktoken_cache_dir = ensure_tiktoken_cache_dir(REPO_ROOT)
         stoppers: list[Callable[[], None]] = []
         moto = MotoServer(fast_sqs=options.fast_sqs)
         aws_endpoint = moto.start()
@@ -110,18 +124,23 @@ class OfflineStack:
         progress(f"moto server (AWS) on {aws_endpoint}")
         session = offline_session(REGION)
         openai_key = "sk-offline-" + secrets.token_hex(12)
-        openai_base_url = None
-        if options.start_openai:
-            openai_base_url, stop_openai = _start_openai_server(options.openai_config)
-            stoppers.append(stop_openai)
-            progress(f"OpenAI-compatible server on {openai_base_url}")
-        endpoints = Endpoints(
-            aws_endpoint_url=aws_endpoint,
-            region=REGION,
-            openai_base_url=openai_base_url,
-            tiktoken_cache_dir=os.environ.get("TIKTOKEN_CACHE_DIR"),
-        )
+        openai_server: ServerHandle | None = None
         try:
+            if options.start_openai:
+                openai_server = serve_in_thread(options.openai_config)
+                stoppers.append(openai_server.stop)
+                progress(f"OpenAI-compatible server on {openai_server.base_url}")
+            if options.container_address:
+                urls = [moto.serve_also_on(options.container_address)]
+                if openai_server is not None:
+                    urls.append(openai_server.serve_also_on(options.container_address))
+                progress(f"for containers also on {', '.join(urls)}")
+            endpoints = Endpoints(
+                aws_endpoint_url=aws_endpoint,
+                region=REGION,
+                openai_base_url=openai_server.base_url if openai_server else None,
+                tiktoken_cache_dir=tiktoken_cache_dir,
+            )
             provisioned = provision_template(options, session, aws_endpoint, openai_key)
         except BaseException:
             for stop in reversed(stoppers):
@@ -169,6 +188,19 @@ class OfflineStack:
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(state.model_dump_json(indent=2), encoding="utf-8")
         state_file.chmod(0o600)
+
+    def write_sam_env_file(self, path: Path = SAM_ENV_FILE) -> Path:
+        """The `sam local invoke --env-vars` file: every function of the template pointed at this stack.
+
+        Its values are resource names, URLs and secret ARNs (the secrets stay in moto), with the
+        stack's loopback URLs at the address containers reach (local/containers.py).
+        """
+        container_host = self.options.container_address or DOCKER_DESKTOP_HOST
+        declared = {logical_id: list(spec.environment) for logical_id, spec in self.provisioned.functions.items()}
+        env_vars = sam_env_vars(declared, self.function_env, container_host)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(env_vars, indent=2) + "\n", encoding="utf-8")
+        return path
 
     def stop(self) -> None:
         self.stop_pollers()
@@ -374,8 +406,3 @@ def provision_template(
         queue_visibility_timeout=options.queue_visibility_timeout,
     )
     return provisioner.provision()
-
-
-def _start_openai_server(config: OpenAIServerConfig) -> tuple[str, Callable[[], None]]:
-    handle = serve_in_thread(config)
-    return handle.base_url, handle.stop

@@ -10,6 +10,7 @@ from types import TracebackType
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from local.containers import check_container_address
 from local.openai_server.app import OpenAIApp
 from local.openai_server.config import OpenAIServerConfig
 from local.openai_server.store import Store
@@ -29,13 +30,11 @@ class ServerHandle:
         self._temp_dir = None if config.state_dir else tempfile.mkdtemp(prefix="openai-server-")
         self.state_dir = Path(config.state_dir or self._temp_dir or "")
         self.app = OpenAIApp(config, Store(self.state_dir))
+        self._request_handler = WSGIRequestHandler if access_log else _QuietRequestHandler
         self._server: BaseWSGIServer = make_server(
-            config.host,
-            config.port,
-            self.app,
-            threaded=True,
-            request_handler=WSGIRequestHandler if access_log else _QuietRequestHandler,
+            config.host, config.port, self.app, threaded=True, request_handler=self._request_handler
         )
+        self._also_on: list[BaseWSGIServer] = []
         self.port = self._server.server_port
         host = f"[{config.host}]" if ":" in config.host else config.host
         self.root_url = f"http://{host}:{self.port}"
@@ -50,7 +49,22 @@ class ServerHandle:
         self._thread.start()
         return self
 
+    def serve_also_on(self, address: str) -> str:
+        """Serve the same app on `address` too, at the same port (for containers: local/containers.py).
+
+        Only a private, non-wildcard address (the server is meant for loopback); returns its base URL.
+        """
+        check_container_address(address)
+        server = make_server(address, self.port, self.app, threaded=True, request_handler=self._request_handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="openai-server-also", daemon=True).start()
+        self._also_on.append(server)
+        return f"http://{address}:{self.port}/v1"
+
     def stop(self) -> None:
+        for server in self._also_on:
+            server.shutdown()
+            server.server_close()
+        self._also_on.clear()
         self._server.shutdown()
         self._server.server_close()
         self.app.jobs.stop()

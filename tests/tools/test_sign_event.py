@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from categorizer.ingest import verify_signature
-from tests.unit.ingest.conftest import PREVIOUS_SECRET, SECRET, IngestStack, call
+from tests.support.ingest import PREVIOUS_SECRET, SECRET, IngestStack, call
 from tools import sign_event
 
 EVENT = Path(__file__).resolve().parents[2] / "events" / "ingest-http.json"

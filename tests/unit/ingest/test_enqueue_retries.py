@@ -8,8 +8,8 @@ from typing import Any
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import EndpointConnectionError
 
-from tests.unit.categorize.conftest import article
-from tests.unit.ingest.conftest import IngestStack, post
+from tests.support.categorize import article
+from tests.support.ingest import IngestStack, post
 
 
 class UnreachableSendMessageBatch:

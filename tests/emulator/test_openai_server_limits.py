@@ -13,7 +13,7 @@ import pytest
 
 from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_thread
 from local.openai_server.limits import format_duration
-from tests.emulator.support import training_lines, upload, wait_for_job
+from tests.emulator.support import configure, training_lines, upload, wait_for_job
 
 
 @pytest.fixture
@@ -25,13 +25,6 @@ def tuned(tmp_path: Path) -> Iterator[tuple[ServerHandle, str]]:
         model = wait_for_job(client, job.id).fine_tuned_model
         assert model
         yield server, model
-
-
-def configure(server: ServerHandle, **settings: object) -> dict[str, object]:
-    response = httpx2.post(f"{server.root_url}/_admin/config", json=settings)
-    assert response.status_code == 200, response.text
-    result: dict[str, object] = response.json()
-    return result
 
 
 def call(client: openai.OpenAI, model: str) -> object:

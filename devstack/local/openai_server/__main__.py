@@ -14,6 +14,8 @@ NUMERIC_FLAGS = {
     "rpm": int, "tpm": int, "bucket_seconds": float, "latency_ms": float, "jitter_ms": float,
     "error_rate": float, "spike_rate": float, "spike_ms": float, "slow_rate": float, "slow_ms": float,
     "junk_mass": float, "job_stage_delay_ms": float,
+    "batch_queue_tokens": int, "batch_max_requests": int, "batch_max_file_bytes": int,
+    "batch_line_delay_ms": float, "batch_expire_after_requests": int, "batch_error_rate": float,
 }  # fmt: skip
 
 

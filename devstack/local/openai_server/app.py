@@ -16,11 +16,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from local.openai_server import chat
+from local.openai_server.batches import FILE_TTL_SECONDS, BatchRunner
 from local.openai_server.config import STARTUP_ONLY_FIELDS, OpenAIServerConfig
-from local.openai_server.errors import ApiError, invalid, not_found
+from local.openai_server.errors import ApiError, invalid, not_found, server_error
 from local.openai_server.jobs import BASE_MODELS, JobRunner
 from local.openai_server.limits import Admission, RateLimiter, Stats, format_duration
 from local.openai_server.store import Store
+from local.textmodel import TextModel
 
 FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 DEFAULT_PAGE = 20
@@ -37,6 +39,10 @@ _ROUTES = Map(
         Rule("/v1/fine_tuning/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
         Rule("/v1/fine_tuning/jobs/<job_id>/events", methods=["GET"], endpoint="job_events"),
         Rule("/v1/fine_tuning/jobs/<job_id>/cancel", methods=["POST"], endpoint="cancel_job"),
+        Rule("/v1/batches", methods=["POST"], endpoint="create_batch"),
+        Rule("/v1/batches", methods=["GET"], endpoint="list_batches"),
+        Rule("/v1/batches/<batch_id>", methods=["GET"], endpoint="get_batch"),
+        Rule("/v1/batches/<batch_id>/cancel", methods=["POST"], endpoint="cancel_batch"),
         Rule("/v1/chat/completions", methods=["POST"], endpoint="chat_completions"),
         Rule("/v1/models", methods=["GET"], endpoint="list_models"),
         Rule("/v1/models/<path:model>", methods=["GET"], endpoint="get_model"),
@@ -73,6 +79,7 @@ class OpenAIApp:
         self.config = config
         self.store = store
         self.jobs = JobRunner(store, config)
+        self.batches = BatchRunner(store, config, self.answer_chat)
         self.stats = Stats()
         self._lock = threading.Lock()
         self._apply(config)
@@ -80,6 +87,7 @@ class OpenAIApp:
     def _apply(self, config: OpenAIServerConfig) -> None:
         self.config = config
         self.jobs.config = config
+        self.batches.config = config
         self.limiter = RateLimiter(config.rpm, config.tpm, config.bucket_seconds)
         self._random = random.Random(config.seed)
         self._np_random = np.random.default_rng(config.seed)
@@ -119,7 +127,15 @@ class OpenAIApp:
         filename = upload.filename or "upload"
         if purpose == "fine-tune" and not filename.endswith(".jsonl"):
             raise invalid("Invalid file format for Fine-Tuning API. Must be .jsonl", "file")
-        return _json(self.store.add_file(filename, purpose, upload.read()))
+        content = upload.read()
+        if purpose != "batch":
+            return _json(self.store.add_file(filename, purpose, content))
+        if not filename.endswith(".jsonl"):
+            raise invalid("Invalid file format for Batch API. Must be .jsonl", "file")
+        limit = self.config.batch_max_file_bytes
+        if len(content) > limit:
+            raise invalid(f"File is too large for the Batch API: {len(content)} bytes, at most {limit}.", "file")
+        return _json(self.store.add_file(filename, purpose, content, FILE_TTL_SECONDS))
 
     def _file(self, file_id: str) -> dict[str, Any]:
         file = self.store.files.get(file_id)
@@ -170,6 +186,21 @@ class OpenAIApp:
     def cancel_job(self, request: Request, job_id: str) -> Response:
         return _json(self.jobs.cancel(job_id))
 
+    # batches
+    def create_batch(self, request: Request) -> Response:
+        return _json(self.batches.create(self._body(request)))
+
+    def list_batches(self, request: Request) -> Response:
+        page = _page(self.batches.newest_first(), request)
+        data = page["data"]
+        return _json({**page, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+    def get_batch(self, request: Request, batch_id: str) -> Response:
+        return _json(self.batches.get(batch_id))
+
+    def cancel_batch(self, request: Request, batch_id: str) -> Response:
+        return _json(self.batches.cancel(batch_id))
+
     # models
     def _models(self) -> list[dict[str, Any]]:
         base = [
@@ -198,11 +229,25 @@ class OpenAIApp:
         )
 
     # chat completions: limits, then faults, then the model
-    def chat_completions(self, request: Request) -> Response:
-        parsed = chat.parse_request(self._body(request))
+    def _chat_request(self, body: Any) -> tuple[chat.ChatRequest, TextModel]:
+        parsed = chat.parse_request(body)
         model = self.store.model_for(parsed.model)
         if model is None:
             raise self._model_not_found(parsed.model)
+        return parsed, model
+
+    def _complete(self, parsed: chat.ChatRequest, model: TextModel) -> dict[str, Any]:
+        config = self.config
+        with self._lock:
+            rng = np.random.default_rng(parsed.seed) if parsed.seed is not None else self._np_random
+            return chat.complete(model, parsed, config.junk_tokens, config.junk_mass, rng)
+
+    def answer_chat(self, body: Any) -> dict[str, Any]:
+        """The model's chat completion for `body`, or its ApiError: no limits, no faults (batch lines)."""
+        return self._complete(*self._chat_request(body))
+
+    def chat_completions(self, request: Request) -> Response:
+        parsed, model = self._chat_request(self._body(request))
         n_prompt = chat.prompt_tokens(parsed)
         # OpenAI counts a request against TPM by its prompt plus the completion it may produce.
         estimate = n_prompt + (parsed.max_completion_tokens or parsed.max_tokens or 1) * parsed.n
@@ -225,10 +270,8 @@ class OpenAIApp:
         time.sleep(delay / 1000)
         if draw[2] < config.error_rate:
             self.stats.count(injected_errors=1)
-            raise _injected_error(status, admission.headers)
-        with self._lock:
-            rng = np.random.default_rng(parsed.seed) if parsed.seed is not None else self._np_random
-            body = chat.complete(model, parsed, config.junk_tokens, config.junk_mass, rng)
+            raise server_error(status, admission.headers)
+        body = self._complete(parsed, model)
         usage = body["usage"]
         self.stats.count(
             prompt_tokens=usage["prompt_tokens"],
@@ -274,16 +317,3 @@ class OpenAIApp:
     def reset_stats(self, request: Request) -> Response:
         self.stats = Stats()
         return _json(self.stats.snapshot())
-
-
-def _injected_error(status: int, headers: dict[str, str]) -> ApiError:
-    if status == 503:
-        return ApiError(
-            503, "The engine is currently overloaded, please try again later.", type="server_error", headers=headers
-        )
-    return ApiError(
-        status,
-        "The server had an error while processing your request. Sorry about that!",
-        type="server_error",
-        headers=headers,
-    )

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from categorizer.prompt import ChatMessage, estimate_prompt_tokens
 from categorizer.tokens import encoding
-from local.openai_server.errors import invalid
+from local.openai_server.errors import bad_request, invalid
 from local.openai_server.store import new_id
 from local.textmodel import TextModel
 
@@ -52,9 +52,7 @@ def parse_request(body: Any) -> ChatRequest:
     try:
         request = ChatRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"])
-        raise invalid(f"Invalid '{param}': {first['msg']}", param=param) from None
+        raise bad_request(exc) from None
     if not request.messages:
         raise invalid("Invalid 'messages': empty array. Expected an array with minimum length 1.", "messages")
     for i, message in enumerate(request.messages):

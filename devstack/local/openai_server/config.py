@@ -43,6 +43,18 @@ class OpenAIServerConfig(BaseModel):
     # Time a job spends in validating_files and again in queued, so polling can see both.
     job_stage_delay_ms: float = Field(0.0, ge=0)
 
+    # Batch API (local.openai_server.batches). Its limits are OpenAI's own pool, apart from rpm/tpm:
+    # prompt tokens enqueued per model (0 = unlimited), requests per batch, bytes per input file.
+    batch_queue_tokens: int = Field(0, ge=0)
+    batch_max_requests: int = Field(50_000, ge=1)
+    batch_max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    # Pace: time spent on each request line, so polling can see in_progress (0 = as fast as it goes).
+    batch_line_delay_ms: float = Field(0.0, ge=0)
+    # Faults: a batch expires once this many of its requests ran (None: batches finish), and this
+    # share of request lines is answered with a 500 (in the error file).
+    batch_expire_after_requests: int | None = Field(None, ge=0)
+    batch_error_rate: float = Field(0.0, ge=0, le=1)
+
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, host: str) -> str:

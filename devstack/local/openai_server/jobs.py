@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from local.openai_server.config import OpenAIServerConfig
-from local.openai_server.errors import ApiError, invalid, not_found
+from local.openai_server.errors import bad_request, check_metadata, invalid, not_found
 from local.openai_server.store import Store, new_id
 from local.openai_server.validation import Example, InvalidFile, parse_training_file
 from local.textmodel import TrainConfig, fit_calibrated
@@ -60,22 +60,6 @@ class CreateJobRequest(BaseModel):
 
 class Cancelled(Exception):
     pass
-
-
-def _bad_request(exc: ValidationError) -> ApiError:
-    first = exc.errors()[0]
-    param = ".".join(str(part) for part in first["loc"])
-    return invalid(f"Invalid '{param}': {first['msg']}", param=param)
-
-
-def _check_metadata(metadata: dict[str, str] | None) -> None:
-    if metadata is None:
-        return
-    if len(metadata) > 16:
-        raise invalid("Invalid 'metadata': at most 16 keys", param="metadata")
-    for key, value in metadata.items():
-        if len(key) > 64 or len(value) > 512:
-            raise invalid("Invalid 'metadata': keys are at most 64 chars, values 512", param="metadata")
 
 
 def resolve_hyperparameters(params: Hyperparameters, n_examples: int) -> dict[str, Any]:
@@ -124,8 +108,8 @@ class JobRunner:
         try:
             request = CreateJobRequest.model_validate(body)
         except ValidationError as exc:
-            raise _bad_request(exc) from None
-        _check_metadata(request.metadata)
+            raise bad_request(exc) from None
+        check_metadata(request.metadata)
         if request.model not in BASE_MODELS:
             raise invalid(
                 f"Model {request.model} is not available for fine-tuning or does not exist.",

@@ -46,6 +46,7 @@ class ServerHandle:
 
     def start(self) -> ServerHandle:
         self.app.jobs.start()
+        self.app.batches.start()
         self._thread.start()
         return self
 
@@ -68,17 +69,20 @@ class ServerHandle:
         self._server.shutdown()
         self._server.server_close()
         self.app.jobs.stop()
+        self.app.batches.stop()
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def serve_forever(self) -> None:
         """Serve on the calling thread (the CLI); Ctrl-C stops."""
         self.app.jobs.start()
+        self.app.batches.start()
         try:
             self._server.serve_forever()
         finally:
             self._server.server_close()
             self.app.jobs.stop()
+            self.app.batches.stop()
 
     def __enter__(self) -> ServerHandle:
         return self

@@ -1,7 +1,8 @@
-"""The server's state on disk: uploaded files, jobs with their events, trained models.
+"""The server's state on disk: uploaded files, jobs with their events, batches, trained models.
 
 Every object is a JSON file written atomically, so a restarted server (same state dir)
-serves the same files, jobs and fine-tuned models.
+serves the same files, jobs, batches and fine-tuned models. A running batch also appends each
+answered request line to a partial result file, so a restart resumes it where it stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Store:
         self.files_dir = state_dir / "files"
         self.jobs_dir = state_dir / "jobs"
         self.models_dir = state_dir / "models"
-        for directory in (self.files_dir, self.jobs_dir, self.models_dir):
+        self.batches_dir = state_dir / "batches"
+        self.partial_dir = self.batches_dir / "partial"
+        for directory in (self.files_dir, self.jobs_dir, self.models_dir, self.partial_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         # Dicts keep creation order, which lists (newest first) follow.
@@ -44,22 +47,32 @@ class Store:
         records = sorted((json.loads(p.read_text()) for p in self.jobs_dir.glob("*.json")), key=lambda r: r["seq"])
         self.jobs: dict[str, dict[str, Any]] = {r["job"]["id"]: r["job"] for r in records}
         self.events: dict[str, list[dict[str, Any]]] = {r["job"]["id"]: r["events"] for r in records}
+        batch_records = sorted(
+            (json.loads(p.read_text()) for p in self.batches_dir.glob("*.json")), key=lambda r: r["seq"]
+        )
+        self.batches: dict[str, dict[str, Any]] = {r["batch"]["id"]: r["batch"] for r in batch_records}
+        # Prompt tokens a validated batch holds in its model's queue (OpenAI's enqueued-token limit).
+        self.batch_tokens: dict[str, int] = {r["batch"]["id"]: r["queued_tokens"] for r in batch_records}
         self._loaded_models: dict[str, TextModel] = {}
 
     # files
-    def add_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+    def add_file(
+        self, filename: str, purpose: str, content: bytes, expires_after_seconds: int | None = None
+    ) -> dict[str, Any]:
+        """A stored file; `expires_after_seconds` only sets `expires_at` (nothing is deleted)."""
         file_id = new_id("file-")
         (self.files_dir / f"{file_id}.data").write_bytes(content)
+        created_at = int(time.time())
         obj = {
             "id": file_id,
             "object": "file",
             "bytes": len(content),
-            "created_at": int(time.time()),
+            "created_at": created_at,
             "filename": filename,
             "purpose": purpose,
             "status": "processed",
             "status_details": None,
-            "expires_at": None,
+            "expires_at": None if expires_after_seconds is None else created_at + expires_after_seconds,
         }
         with self.lock:
             _write_json(self.files_dir / f"{file_id}.json", obj)
@@ -96,6 +109,35 @@ class Store:
         with self.lock:
             self.events.setdefault(job_id, []).append(event)
             self.save_job(self.jobs[job_id])
+
+    # batches, and the request lines a running batch has answered so far
+    def save_batch(self, batch: dict[str, Any], queued_tokens: int | None = None) -> None:
+        with self.lock:
+            self.batches[batch["id"]] = batch
+            if queued_tokens is not None:
+                self.batch_tokens[batch["id"]] = queued_tokens
+            record = {
+                "batch": batch,
+                "queued_tokens": self.batch_tokens.get(batch["id"], 0),
+                "seq": list(self.batches).index(batch["id"]),
+            }
+            _write_json(self.batches_dir / f"{batch['id']}.json", record)
+
+    def _partial(self, batch_id: str, kind: str) -> Path:
+        return self.partial_dir / f"{batch_id}.{kind}.jsonl"
+
+    def append_batch_result(self, batch_id: str, kind: str, line: dict[str, Any]) -> None:
+        """One answered request line, `kind` "output" (2xx) or "error"."""
+        with self._partial(batch_id, kind).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    def batch_results(self, batch_id: str, kind: str) -> list[str]:
+        path = self._partial(batch_id, kind)
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+    def drop_batch_results(self, batch_id: str) -> None:
+        for kind in ("output", "error"):
+            self._partial(batch_id, kind).unlink(missing_ok=True)
 
     # models: one directory per job, named after the job
     def save_model(self, job_id: str, model: TextModel) -> None:

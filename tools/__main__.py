@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from tools import dlq, finetune, publish
+from tools import alarms, dlq, finetune, publish
 
-COMMANDS = {"publish": publish.main, "dlq": dlq.main, "finetune": finetune.main}
+COMMANDS = {
+    "publish": publish.main,
+    "dlq": dlq.main,
+    "finetune": finetune.main,
+    "alarms": alarms.main,
+}
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local.stack import STATE_FILE, OfflineStack, StackOptions
+from local.stack import STACK_NAME, STATE_FILE, OfflineStack, StackOptions
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -64,32 +64,32 @@ def up(args: argparse.Namespace) -> int:
     with OfflineStack.start(options) as stack:
         print("fine-tuning a demo model so the functions have one to use …", flush=True)
         ensure_active_model(stack)
-        urls = stack.serve_http_apis()
+        stack.serve_http_apis()
         stack.start_pollers()
+        stack.record_outputs()
         stack.write_state()
-        outputs = stack.provisioned.outputs
         aws = stack.endpoints.aws_endpoint_url
+        outputs = stack.local_outputs()
         print("\nthe offline stack is up (Ctrl-C to stop)")
-        print(f"  AWS (moto):        {aws}   (AWS_ENDPOINT_URL; any credentials)")
+        print(f"  AWS (moto):        {aws}")
         print(f"  OpenAI-compatible: {stack.endpoints.openai_base_url}")
-        for api, url in urls.items():
-            print(f"  {api}:{' ' * max(1, 18 - len(api))}{url}")
         for name, value in outputs.items():
-            print(f"  {name}: {value}")
+            if value.startswith("http://"):
+                print(f"  {name}:{' ' * max(1, 18 - len(name))}{value}")
         print(f"  state: {STATE_FILE}   logs: {options.state_dir / 'logs'}/")
-        print("\ntry:")
-        print("  .venv/bin/python -m local invoke CategorizeFunction -e events/sqs-batch.json")
-        if "IngestApi" in urls:
-            print(
-                f"  WEBHOOK_SECRET_ARN={stack.provisioned.parameters.get('WebhookSecretArn', '')} "
-                f"AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \\\n"
-                f"    .venv/bin/python -m tools publish local/demo/articles.jsonl --url {urls['IngestApi']}/articles"
-            )
+        print(f"\nin another shell (the tools read stack {STACK_NAME!r}'s outputs from moto):")
         print(
-            f"  AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "
-            f"aws dynamodb scan --table-name {outputs.get('ResultsTableName', '')}",
-            flush=True,
+            f"  export AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline "
+            f"AWS_DEFAULT_REGION={stack.endpoints.region}"
         )
+        print("\nthen:")
+        print("  .venv/bin/python -m tools publish devstack/local/demo/articles.jsonl")
+        print("  .venv/bin/python -m tools dlq list")
+        print("  .venv/bin/python -m tools finetune list")
+        print("  .venv/bin/python -m tools alarms          # the alarms (stored, not evaluated offline)")
+        print(f"  aws cloudwatch get-dashboard --dashboard-name {outputs.get('DashboardName', '')}")
+        print(f"  aws dynamodb scan --table-name {outputs.get('ResultsTableName', '')}")
+        print("  .venv/bin/python -m local invoke CategorizeFunction -e events/sqs-batch.json", flush=True)
         try:
             stopped.wait()
         except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""`python -m local {demo,up,invoke}`: the offline stack's commands (docs/offline.md)."""
+"""`python -m local {demo,up,invoke,dashboard}`: the offline stack's commands (docs/offline.md)."""
 
 from __future__ import annotations
 
@@ -99,6 +99,28 @@ def up(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard(args: argparse.Namespace) -> int:
+    """Draw the dashboard as the offline stack created it in moto (the running one, or a fresh one)."""
+    import tempfile
+
+    from local.dashboard import render
+
+    stack = OfflineStack.attach()
+    owned = stack is None
+    if stack is None:
+        options = StackOptions(start_openai=False, state_dir=Path(tempfile.mkdtemp(prefix="local-dashboard-")))
+        stack = OfflineStack.start(options, progress=lambda line: _log(f"  {line}"))
+    try:
+        name = stack.provisioned.outputs["DashboardName"]
+        body = stack.client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"]
+    finally:
+        if owned:
+            stack.stop()
+    render(json.loads(body), Path(args.png))
+    _log(f"dashboard {name} drawn to {args.png}")
+    return 0
+
+
 def demo(_: argparse.Namespace) -> int:
     from local.demo_run import run
 
@@ -116,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         "--visibility-timeout", type=int, default=None, help="seconds; overrides the template's queues"
     )
     up_parser.set_defaults(run=up)
+
+    dashboard_parser = commands.add_parser("dashboard", help="draw the template's dashboard layout as a PNG")
+    dashboard_parser.add_argument("--png", default="docs/dashboard.png")
+    dashboard_parser.set_defaults(run=dashboard)
 
     invoke_parser = commands.add_parser("invoke", help="run one function once, like `sam local invoke`")
     invoke_parser.add_argument("function", help="the function's logical id in template.yaml")

@@ -120,7 +120,7 @@ def test_alarms_dashboard_schedule_rule_alias_and_log_groups_exist_in_moto(stack
     assert described["retentionInDays"] == int(provisioned.parameters["LogRetentionDays"])
 
 
-@pytest.mark.filterwarnings("ignore:Tried to parse AWS::CloudFormation::WaitConditionHandle")  # a placeholder
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudFormation..WaitConditionHandle")  # a placeholder
 def test_the_tools_find_the_offline_stack_from_its_recorded_outputs(
     stack: OfflineStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -240,6 +240,9 @@ def test_taggable_resources_carry_the_cost_allocation_tags() -> None:
         "AWS::Logs::LogGroup",
         "AWS::SNS::Topic",
         "AWS::Serverless::StateMachine",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::Events::Rule",
     )
     for name, resource in RESOURCES.items():
         if resource["Type"] in taggable:

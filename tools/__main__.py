@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from tools import dlq, finetune, publish, sign_event
+from tools import alarms, dlq, finetune, publish, sign_event
 
-COMMANDS = {"publish": publish.main, "sign-event": sign_event.main, "dlq": dlq.main, "finetune": finetune.main}
+COMMANDS = {
+    "publish": publish.main,
+    "sign-event": sign_event.main,
+    "dlq": dlq.main,
+    "finetune": finetune.main,
+    "alarms": alarms.main,
+}
 
 
 def main() -> int:

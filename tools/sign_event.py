@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from typing import Any
 
 from categorizer.ingest import signature_headers, webhook_secrets
 from tools.publish import load_secret
+from tools.stack import StackOutputs, add_stack_argument
 
 
 def event_body(event: dict[str, Any]) -> bytes:
@@ -62,12 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools sign-event", description=__doc__)
     parser.add_argument("event", type=Path, help="an API Gateway HTTP API event (events/ingest-http.json)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--secret-arn", default=os.environ.get("WEBHOOK_SECRET_ARN"), help="(or WEBHOOK_SECRET_ARN)")
+    source.add_argument("--secret-arn", help="(or WEBHOOK_SECRET_ARN; default the stack's WebhookSecretArn output)")
     source.add_argument("--stack", choices=["offline"], help="the secret of the running offline stack")
+    add_stack_argument(parser)
     parser.add_argument("-o", "--output", type=Path, help="write the signed event here (default: stdout)")
     args = parser.parse_args(argv)
     event = json.loads(args.event.read_text(encoding="utf-8"))
-    secret = offline_stack_secret() if args.stack == "offline" else load_secret(args.secret_arn)
+    secret = (
+        offline_stack_secret()
+        if args.stack == "offline"
+        else load_secret(args.secret_arn, StackOutputs(args.stack_name))
+    )
     signed = json.dumps(sign_event(event, secret), indent=2, ensure_ascii=False) + "\n"
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`python -m local {demo,up,invoke}`: the offline stack's commands (docs/offline.md)."""
+"""`python -m local {demo,up,invoke,dashboard}`: the offline stack's commands (docs/offline.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local.stack import STATE_FILE, OfflineStack, StackOptions
+from local.stack import STACK_NAME, STATE_FILE, OfflineStack, StackOptions
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -70,39 +70,39 @@ def up(args: argparse.Namespace) -> int:
     with OfflineStack.start(options) as stack:
         print("fine-tuning a demo model so the functions have one to use …", flush=True)
         ensure_active_model(stack)
-        urls = stack.serve_http_apis()
+        stack.serve_http_apis()
         stack.start_pollers()
+        stack.record_outputs()
         stack.write_state()
         sam_env_file = stack.write_sam_env_file()
-        outputs = stack.provisioned.outputs
         aws = stack.endpoints.aws_endpoint_url
+        outputs = stack.local_outputs()
         print("\nthe offline stack is up (Ctrl-C to stop)")
-        print(f"  AWS (moto):        {aws}   (AWS_ENDPOINT_URL; any credentials)")
+        print(f"  AWS (moto):        {aws}")
         print(f"  OpenAI-compatible: {stack.endpoints.openai_base_url}")
-        for api, url in urls.items():
-            print(f"  {api}:{' ' * max(1, 18 - len(api))}{url}")
         for name, value in outputs.items():
-            print(f"  {name}: {value}")
+            if value.startswith("http://"):
+                print(f"  {name}:{' ' * max(1, 18 - len(name))}{value}")
         print(f"  state: {STATE_FILE}   logs: {options.state_dir / 'logs'}/")
-        print("\ntry:")
+        print(f"\nin another shell (the tools read stack {STACK_NAME!r}'s outputs from moto):")
+        print(
+            f"  export AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline "
+            f"AWS_DEFAULT_REGION={stack.endpoints.region}"
+        )
+        print("\nthen:")
+        print("  .venv/bin/python -m tools publish devstack/local/demo/articles.jsonl")
+        print("  .venv/bin/python -m tools dlq list")
+        print("  .venv/bin/python -m tools finetune list")
+        print("  .venv/bin/python -m tools alarms          # the alarms (stored, not evaluated offline)")
+        print(f"  aws cloudwatch get-dashboard --dashboard-name {outputs.get('DashboardName', '')}")
+        print(f"  aws dynamodb scan --table-name {outputs.get('ResultsTableName', '')}")
         print("  .venv/bin/python -m local invoke CategorizeFunction -e events/sqs-batch.json")
         signed = ".local-state/ingest-http.json"
         print(f"  .venv/bin/python -m tools sign-event events/ingest-http.json --stack offline -o {signed}")
         print(f"  .venv/bin/python -m local invoke IngestFunction -e {signed}")
         print(
             f"  with Docker: sam build && sam local invoke IngestFunction -e {signed} "
-            f"--env-vars {os.path.relpath(sam_env_file)} --region {stack.endpoints.region}"
-        )
-        if "IngestApi" in urls:
-            print(
-                f"  WEBHOOK_SECRET_ARN={stack.provisioned.parameters.get('WebhookSecretArn', '')} "
-                f"AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \\\n"
-                "    .venv/bin/python -m tools publish devstack/local/demo/articles.jsonl "
-                f"--url {urls['IngestApi']}/articles"
-            )
-        print(
-            f"  AWS_ENDPOINT_URL={aws} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "
-            f"aws dynamodb scan --table-name {outputs.get('ResultsTableName', '')}",
+            f"--env-vars {os.path.relpath(sam_env_file)} --region {stack.endpoints.region}",
             flush=True,
         )
         try:
@@ -112,6 +112,28 @@ def up(args: argparse.Namespace) -> int:
         finally:
             STATE_FILE.unlink(missing_ok=True)
             sam_env_file.unlink(missing_ok=True)
+    return 0
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """Draw the dashboard as the offline stack created it in moto (the running one, or a fresh one)."""
+    import tempfile
+
+    from local.dashboard import render
+
+    stack = OfflineStack.attach()
+    owned = stack is None
+    if stack is None:
+        options = StackOptions(start_openai=False, state_dir=Path(tempfile.mkdtemp(prefix="local-dashboard-")))
+        stack = OfflineStack.start(options, progress=lambda line: _log(f"  {line}"))
+    try:
+        name = stack.provisioned.outputs["DashboardName"]
+        body = stack.client("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"]
+    finally:
+        if owned:
+            stack.stop()
+    render(json.loads(body), Path(args.png))
+    _log(f"dashboard {name} drawn to {args.png}")
     return 0
 
 
@@ -138,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         "for `sam local invoke` on Linux (docs/offline.md)",
     )
     up_parser.set_defaults(run=up)
+
+    dashboard_parser = commands.add_parser("dashboard", help="draw the template's dashboard layout as a PNG")
+    dashboard_parser.add_argument("--png", default="docs/dashboard.png")
+    dashboard_parser.set_defaults(run=dashboard)
 
     invoke_parser = commands.add_parser("invoke", help="run one function once, like `sam local invoke`")
     invoke_parser.add_argument("function", help="the function's logical id in template.yaml")

@@ -32,6 +32,10 @@ STATES_TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
+SCHEDULER_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 class _Frozen(BaseModel):
@@ -139,7 +143,12 @@ PROVISIONERS = {
     "AWS::IAM::Role": "_iam_role",
     "AWS::Logs::LogGroup": "_log_group",
     "AWS::SNS::Topic": "_sns_topic",
+    "AWS::SNS::TopicPolicy": "_sns_topic_policy",
+    "AWS::SNS::Subscription": "_sns_subscription",
+    "AWS::SQS::QueuePolicy": "_queue_policy",
     "AWS::CloudWatch::Alarm": "_alarm",
+    "AWS::CloudWatch::Dashboard": "_dashboard",
+    "AWS::Events::Rule": "_events_rule",
 }
 SUPPORTED_TYPES = frozenset(PROVISIONERS)
 
@@ -424,6 +433,9 @@ class Provisioner:
         merged = _merge_globals(self._globals.get("Function") or {}, raw)
         events = merged.pop("Events", None) or {}
         merged.pop("Policies", None)  # IAM is not enforced offline
+        # CodeDeploy is not in moto: offline the alias points at the one published version at once
+        # (no canary traffic shifting, no rollback on alarms; docs/offline.md).
+        merged.pop("DeploymentPreference", None)
         props = self.resolver.resolve(merged)
         code_uri = props.get("CodeUri")
         if not isinstance(code_uri, str):
@@ -461,6 +473,11 @@ class Provisioner:
             reserved_concurrency=None if reserved is None else int(reserved),
         )
         self._functions[logical_id] = spec
+        alias = props.get("AutoPublishAlias")
+        if alias:
+            # SAM's AutoPublishAlias: a version and an alias on it, which the event sources invoke.
+            version = self._client("lambda").publish_version(FunctionName=name)["Version"]
+            self._client("lambda").create_alias(FunctionName=name, Name=str(alias), FunctionVersion=version)
         for event_name, event in events.items():
             self._function_event(logical_id, event_name, event)
         return Provisioned(ref=name, attributes={"Arn": spec.arn})
@@ -502,8 +519,9 @@ class Provisioner:
 
     def _state_machine(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
         merged = _merge_globals(self._globals.get("StateMachine") or {}, raw)
-        for key in ("Events", "Policies", "Logging", "Tracing", "Tags", "PermissionsBoundary"):
+        for key in ("Policies", "Logging", "Tracing", "Tags", "PermissionsBoundary", "PropagateTags"):
             merged.pop(key, None)
+        events = merged.pop("Events", None) or {}
         props = self.resolver.resolve(merged)
         if "DefinitionUri" in props:
             uri = props["DefinitionUri"]
@@ -526,7 +544,31 @@ class Provisioner:
             type=props.get("Type") or props.get("StateMachineType") or "STANDARD",
         )
         arn = created["stateMachineArn"]
+        for event_name, event in events.items():
+            self._state_machine_event(logical_id, event_name, event, arn)
         return Provisioned(ref=arn, attributes={"Arn": arn, "Name": name})
+
+    def _state_machine_event(self, logical_id: str, event_name: str, event: Mapping[str, Any], arn: str) -> None:
+        """ScheduleV2 events become EventBridge Scheduler schedules (moto stores them; none fires offline)."""
+        if event["Type"] != "ScheduleV2":
+            raise TemplateError(f"{logical_id}.{event_name}: event type {event['Type']} has no offline provisioner")
+        props = self.resolver.resolve(event.get("Properties") or {})
+        target: dict[str, Any] = {
+            "Arn": arn,
+            "RoleArn": self._execution_role(logical_id + event_name, SCHEDULER_TRUST_POLICY),
+        }
+        if "Input" in props:
+            target["Input"] = str(props["Input"])
+        request: dict[str, Any] = {
+            "Name": props.get("Name") or self._name(logical_id + event_name, 64),
+            "ScheduleExpression": props["ScheduleExpression"],
+            "FlexibleTimeWindow": props.get("FlexibleTimeWindow") or {"Mode": "OFF"},
+            "State": props.get("State", "ENABLED"),
+            "Target": target,
+        }
+        if "ScheduleExpressionTimezone" in props:
+            request["ScheduleExpressionTimezone"] = props["ScheduleExpressionTimezone"]
+        self._client("scheduler").create_schedule(**request)
 
     def _http_api(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
         api = self._client("apigatewayv2").create_api(Name=self._name(logical_id), ProtocolType="HTTP")
@@ -546,7 +588,8 @@ class Provisioner:
         props = self.resolver.resolve(raw)
         name = props.get("LogGroupName") or self._name(logical_id)
         logs = self._client("logs")
-        logs.create_log_group(logGroupName=name)
+        tags = {tag["Key"]: str(tag["Value"]) for tag in props.get("Tags") or []}
+        logs.create_log_group(logGroupName=name, **({"tags": tags} if tags else {}))
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return Provisioned(ref=name, attributes={"Arn": self._arn("logs", f"log-group:{name}:*")})
@@ -564,10 +607,67 @@ class Provisioner:
         for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
             if key in request:
                 request[key] = int(request[key])
+        for query in request.get("Metrics") or []:  # metric math: the same shape as the API's
+            if "MetricStat" in query:
+                query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+            if "ReturnData" in query:
+                query["ReturnData"] = _as_bool(query["ReturnData"])
         if "Threshold" in request:
             request["Threshold"] = float(request["Threshold"])
         self._client("cloudwatch").put_metric_alarm(AlarmName=name, **request)
         return Provisioned(ref=name, attributes={"Arn": self._arn("cloudwatch", f"alarm:{name}")})
+
+    def _dashboard(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        name = props.get("DashboardName") or self._name(logical_id, 255)
+        body = props["DashboardBody"]
+        json.loads(body)  # CloudWatch rejects a body that is not JSON; fail here the same way
+        self._client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=body)
+        return Provisioned(ref=name)
+
+    def _sns_topic_policy(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        for topic_arn in props["Topics"]:
+            self._client("sns").set_topic_attributes(
+                TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+            )
+        return Provisioned(ref=self._name(logical_id))
+
+    def _sns_subscription(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        attributes = {
+            key: json.dumps(props[key]) for key in ("RedrivePolicy", "FilterPolicy", "DeliveryPolicy") if key in props
+        }
+        arn = self._client("sns").subscribe(
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=str(props["Endpoint"]),
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        return Provisioned(ref=arn)
+
+    def _queue_policy(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        for queue_url in props["Queues"]:
+            self._client("sqs").set_queue_attributes(
+                QueueUrl=queue_url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
+        return Provisioned(ref=self._name(logical_id))
+
+    def _events_rule(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        name = props.get("Name") or self._name(logical_id, 64)
+        events = self._client("events")
+        rule: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED")}
+        for key in ("EventPattern", "ScheduleExpression", "Description"):
+            if key in props:
+                rule[key] = json.dumps(props[key]) if key == "EventPattern" else props[key]
+        arn = events.put_rule(**rule)["RuleArn"]
+        targets = props.get("Targets") or []
+        if targets:
+            events.put_targets(Rule=name, Targets=targets)
+        return Provisioned(ref=name, attributes={"Arn": arn})
 
 
 def offline_bucket_policy(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from local.poller import SqsPoller, mapping_concurrency
 from local.provision import FunctionSpec, HttpRoute, ProvisionedStack, Provisioner
 from local.runtime import Endpoints, FunctionPool, Invocation, function_environment
 from local.tiktoken_cache import ensure_tiktoken_cache_dir
+from tools.stack import default_stack_name
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -41,7 +42,9 @@ STATE_DIR = REPO_ROOT / ".local-state"
 STATE_FILE = STATE_DIR / "stack.json"
 # `sam local invoke --env-vars` file pointing every function at the stack (local/containers.py).
 SAM_ENV_FILE = STATE_DIR / "sam-env.json"
-STACK_NAME = "article-categorizer-local"
+# The name `sam deploy` gives the stack (samconfig.toml), so the operator commands' default
+# --stack-name finds the offline stack too (OfflineStack.record_outputs).
+STACK_NAME = default_stack_name()
 REGION = "us-east-1"
 # A parameter named *SecretArn without a value gets a secret created for it offline.
 SECRET_ARN_SUFFIX = "SecretArn"  # noqa: S105 (a name suffix, not a secret)
@@ -201,6 +204,27 @@ class OfflineStack:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(env_vars, indent=2) + "\n", encoding="utf-8")
         return path
+
+    def local_outputs(self) -> dict[str, str]:
+        """The template's outputs, with every execute-api URL replaced by its loopback gateway."""
+        outputs = dict(self.provisioned.outputs)
+        for api_logical_id, base_url in self.http_api_urls.items():
+            api_id = self.provisioned.ref(api_logical_id) if api_logical_id in self.provisioned.resources else "local"
+            deployed = f"https://{api_id}.execute-api.{self.endpoints.region}.amazonaws.com"
+            outputs = {key: value.replace(deployed, base_url) for key, value in outputs.items()}
+        return outputs
+
+    def record_outputs(self) -> None:
+        """Record the outputs as a CloudFormation stack in moto, where the operator commands read them.
+
+        The recorded stack only carries the outputs (one placeholder resource): the resources
+        themselves were created by the provisioner, not by moto's CloudFormation.
+        """
+        template = {
+            "Resources": {"OfflineStack": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {key: {"Value": value} for key, value in self.local_outputs().items()},
+        }
+        self.client("cloudformation").create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(template))
 
     def stop(self) -> None:
         self.stop_pollers()

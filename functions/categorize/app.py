@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import httpx2
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
@@ -51,6 +51,8 @@ limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
     limiter.observe(response.headers, response.status_code)
+    # Every response, retries included: the denominator of the 429-rate alarm (docs/operations.md).
+    metrics.add_metric(name="OpenAIRequests", unit=MetricUnit.Count, value=1)
     if response.status_code == 429:
         metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
 
@@ -101,6 +103,12 @@ async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_coun
         receive_count=receive_count,
     )
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
+    # The same count with a reason dimension (the dashboard's "dead letters by reason"). EMF gives
+    # every metric of one blob the same dimensions, so this one goes out as its own blob.
+    with single_metric(
+        name="DeadLettered", unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
+    ) as by_reason:
+        by_reason.add_dimension(name="reason", value=reason)
     logger.warning("dead-lettered", extra={**_log_keys(record), "reason": reason, "detail": redact(detail)})
 
 
@@ -122,6 +130,8 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
         metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=call.completion_tokens)
         metrics.add_metric(name="EstimatedCostMicroUSD", unit=MetricUnit.Count, value=call.cost_usd * 1e6)
         metrics.add_metric(name="OpenAILatency", unit=MetricUnit.Milliseconds, value=call.latency_ms)
+        metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=result.probability)
+        metrics.add_metric(name="Coverage", unit=MetricUnit.NoUnit, value=result.coverage)
         if result.needs_review:
             metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
         log |= {

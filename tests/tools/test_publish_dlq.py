@@ -17,6 +17,7 @@ from tests.support.categorize import article
 from tests.support.ingest import SECRET, IngestStack, http_event
 from tests.support.lambda_env import LambdaContext
 from tools import dlq, publish
+from tools.stack import StackOutputs
 
 
 def _gateway(app: ModuleType, statuses: list[int] | None = None) -> httpx2.Client:
@@ -71,10 +72,12 @@ def test_publish_counts_a_rejected_batch(ingest: ModuleType, ingest_stack: Inges
 def test_publish_cli_reads_the_secret_from_secrets_manager(
     ingest: ModuleType, ingest_stack: IngestStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert publish.load_secret(ingest_stack.secret_arn) == SECRET.encode()
+    no_stack = StackOutputs("no-such-stack")
+    assert publish.load_secret(ingest_stack.secret_arn, no_stack) == SECRET.encode()
     monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
-    with pytest.raises(SystemExit):
-        publish.load_secret(None)
+    monkeypatch.delenv("WEBHOOK_SECRET_ARN", raising=False)
+    with pytest.raises(SystemExit, match="no-such-stack"):
+        publish.load_secret(None, no_stack)
 
 
 def _dead_letter_some(sqs: Any, dlq_url: str) -> None:

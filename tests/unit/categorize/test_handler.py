@@ -289,3 +289,34 @@ def test_a_record_that_would_outlive_the_function_is_dead_lettered_with_reason(
     [message] = stack.dlq_messages()
     assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted"
     assert "TimeoutError" in message["MessageAttributes"]["detail"]["StringValue"]
+
+
+def _emf_blobs(out: str) -> list[dict[str, Any]]:
+    """The EMF documents Powertools printed (one JSON object per line with an `_aws` key)."""
+    blobs = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blobs.append(json.loads(line))
+    return blobs
+
+
+def test_metrics_carry_requests_confidence_and_dead_letters_by_reason(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch with a poison message and a good one
+    capsys.readouterr()
+    # WHEN handled
+    invoke(categorize, sqs_event(article("bad", title=""), article("good")))
+    blobs = _emf_blobs(capsys.readouterr().out)
+    # THEN one blob has the reason dimension for the dead letter (the dashboard's by-reason graph)
+    by_reason = [b for b in blobs if b.get("reason") == "validation_error"]
+    assert [b["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for b in by_reason] == [[["reason", "service"]]]
+    assert by_reason[0]["DeadLettered"] == [1.0]
+    # AND the batch blob counts the OpenAI request (the 429-rate alarm's denominator) and the
+    # good article's confidence and coverage (the dashboard's means)
+    [batch] = [b for b in blobs if "ArticlesCategorized" in b]
+    assert batch["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert batch["OpenAIRequests"] == [1.0]
+    assert batch["Coverage"] == [pytest.approx(0.95)]
+    [confidence] = batch["Confidence"]
+    assert 0 < confidence <= 1

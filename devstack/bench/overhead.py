@@ -96,6 +96,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
             BillingMode="PAY_PER_REQUEST",
         )
         dlq_url = boto3.client("sqs").create_queue(QueueName="dlq")["QueueUrl"]
+        boto3.client("s3").create_bucket(Bucket="texts")
         secret = boto3.client("secretsmanager").create_secret(Name="openai", SecretString="sk-bench")["ARN"]
         write_active_model(
             boto3.client("ssm"), "/bench/active-model", ActiveModel(model_id=MODEL_ID, taxonomy_version="iab-3.1")
@@ -104,6 +105,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
             {
                 "RESULTS_TABLE_NAME": "results",
                 "DLQ_URL": dlq_url,
+                "TEXT_BUCKET": "texts",
                 "OPENAI_API_KEY_SECRET_ARN": secret,
                 "ACTIVE_MODEL_PARAMETER": "/bench/active-model",
                 "POWERTOOLS_METRICS_DISABLED": "false",

@@ -170,6 +170,8 @@ class OpenAISettings(EnvSettings):
 class CategorizeSettings(OpenAISettings):
     results_table_name: DynamoDBTableName = Field(alias="RESULTS_TABLE_NAME")
     dlq_url: SqsQueueUrl = Field(alias="DLQ_URL")
+    # The text store (categorizer.textstore): what the model read, per article revision.
+    text_bucket: S3BucketName = Field(alias="TEXT_BUCKET")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)
     # At least 3: Evaluate reports top-3 accuracy with the same setting.

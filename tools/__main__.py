@@ -1,12 +1,18 @@
-"""`python -m tools publish …`, `… sign-event …`, `… dlq …` and `… finetune …`."""
+"""`python -m tools publish …`, `… sign-event …`, `… dlq …`, `… finetune …` and `… backfill …`."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import dlq, finetune, publish, sign_event
+from tools import backfill, dlq, finetune, publish, sign_event
 
-COMMANDS = {"publish": publish.main, "sign-event": sign_event.main, "dlq": dlq.main, "finetune": finetune.main}
+COMMANDS = {
+    "publish": publish.main,
+    "sign-event": sign_event.main,
+    "dlq": dlq.main,
+    "finetune": finetune.main,
+    "backfill": backfill.main,
+}
 
 
 def main() -> int:

@@ -48,6 +48,11 @@ class OpenAIClassifier:
         self._prices = prices
         self._limiter = limiter
 
+    @property
+    def top_k(self) -> int:
+        """How many predictions a classification holds at most."""
+        return self._top_k
+
     async def classify(self, prompt: Prompt, model_id: str, taxonomy: Taxonomy) -> Classification:
         if self._limiter is not None:
             await self._limiter.acquire(prompt.prompt_tokens + 1)

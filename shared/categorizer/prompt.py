@@ -2,7 +2,8 @@
 
 Training examples (fine-tuning export) and live requests (categorize function) both come
 from `build_prompt`, so a change here changes both. The budget cut is part of the prompt:
-the model is trained on exactly the kind of input it will see live.
+the model is trained on exactly the kind of input it will see live. The title is cut to its
+share of the budget and the body to the rest, so the input of a request never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -40,16 +41,24 @@ class Prompt:
         return content_hash(*(f"{m['role']}:{m['content']}" for m in self.messages))
 
 
+# The title's share of the input token budget: a title (≤ 1,000 characters, one token each at
+# worst) is cut to it, so title + body never exceed the budget and the cost bound holds.
+TITLE_BUDGET_SHARE = 8
+
+
+def title_token_budget(input_token_budget: int) -> int:
+    return max(1, input_token_budget // TITLE_BUDGET_SHARE)
+
+
 def build_prompt(title: str, text: str, input_token_budget: int) -> Prompt:
-    title = normalize_text(title)
-    title_tokens = count_tokens(title)
-    body = cut_to_token_budget(text, max(0, input_token_budget - title_tokens))
-    user = f"{title}\n\n{body.text}" if body.text else title
+    cut_title = cut_to_token_budget(normalize_text(title), title_token_budget(input_token_budget))
+    body = cut_to_token_budget(text, max(0, input_token_budget - cut_title.tokens))
+    user = f"{cut_title.text}\n\n{body.text}" if body.text else cut_title.text
     messages: list[ChatMessage] = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user},
     ]
-    return Prompt(messages, estimate_prompt_tokens(messages), body.truncated)
+    return Prompt(messages, estimate_prompt_tokens(messages), body.truncated or cut_title.truncated)
 
 
 def build_training_example(prompt: Prompt, label: str) -> dict[str, list[ChatMessage]]:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
-from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult
+from categorizer.decoding import Decoded
+from categorizer.errors import PermanentError
+from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, Prediction
 from categorizer.prompt import Prompt, build_prompt
-from categorizer.store import Claim, ResultStore, StoredState
+from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
 from categorizer.taxonomy import Taxonomy
 
 Status = Literal["categorized", "unchanged", "stale"]
@@ -85,6 +87,7 @@ class CategorizeService:
     ) -> Outcome:
         scope = scope or BatchScope()
         prompt = build_prompt(article.title, article.text, self._input_token_budget)
+        self._check_row_fits(article, active, taxonomy, prompt)
         key = (article.article_id, prompt.fingerprint, active.model_id)
         earlier = scope.in_flight.get(key)
         if earlier is not None:
@@ -182,18 +185,31 @@ class CategorizeService:
                 return state
             await asyncio.sleep(_CLAIM_POLL_SECONDS)
 
-    async def _store_result(
+    def _check_row_fits(self, article: ArticleEvent, active: ActiveModel, taxonomy: Taxonomy, prompt: Prompt) -> None:
+        """The row this record would write fits DynamoDB's item limit, with the largest predictions the
+        taxonomy allows: checked before the call, so an article whose row cannot be stored is
+        dead-lettered once instead of paying for a call on every receive. The model's fields are
+        bounded so that it always fits; this keeps it so if a field grows."""
+        widest = max(taxonomy.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
+        worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
+        decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
+        largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0)
+        size = item_bytes(result_item(self._result(article, active, taxonomy, prompt, largest)))
+        if size > DYNAMODB_MAX_ITEM_BYTES:
+            raise PermanentError(
+                "item_too_large", f"its row would take up to {size} bytes; DynamoDB stores {DYNAMODB_MAX_ITEM_BYTES}"
+            )
+
+    def _result(
         self,
         article: ArticleEvent,
         active: ActiveModel,
         taxonomy: Taxonomy,
         prompt: Prompt,
         classification: Classification,
-        *,
-        shared: bool,
-    ) -> Outcome:
+    ) -> CategorizationResult:
         best = classification.decoded.predictions[0]
-        result = CategorizationResult(
+        return CategorizationResult(
             article_id=article.article_id,
             revision=article.revision,
             content_hash=prompt.fingerprint,
@@ -215,6 +231,18 @@ class CategorizeService:
             site=article.site,
             language=article.language,
         )
+
+    async def _store_result(
+        self,
+        article: ArticleEvent,
+        active: ActiveModel,
+        taxonomy: Taxonomy,
+        prompt: Prompt,
+        classification: Classification,
+        *,
+        shared: bool,
+    ) -> Outcome:
+        result = self._result(article, active, taxonomy, prompt, classification)
         written = await asyncio.to_thread(self._store.put_if_not_older, result)
         if shared:  # no call of its own: its cost was counted where the call was made
             return Outcome("unchanged" if written else "stale", result if written else None)

@@ -21,25 +21,35 @@ import httpx2
 import pytest
 from botocore.exceptions import ClientError
 
+from categorizer.ingest import signature_headers
 from categorizer.models import ArticleEvent
 from categorizer.store import ResultStore
 from tests.support.categorize import OPENAI_KEY, CategorizeStack, article, load_categorize
-from tests.support.ingest import PREVIOUS_SECRET, SECRET, IngestStack, call, http_event, signed_headers
+from tests.support.ingest import (
+    INGEST_URL,
+    PREVIOUS_SECRET,
+    SECRET,
+    IngestStack,
+    call,
+    http_event,
+    ingest_url,
+    signed_headers,
+)
 from tests.support.lambda_env import LambdaContext, sqs_event
 from tests.support.openai_http import FakeOpenAI
 
 # ------------------------------------------------------------------------------------ ingest
 
-Headers = Callable[[bytes], dict[str, str]]
+Headers = Callable[[bytes, str], dict[str, str]]  # (body, the URL the request goes to) → headers
 
 
-def _signed(body: bytes) -> dict[str, str]:
-    return signed_headers(body)
+def _signed(body: bytes, url: str) -> dict[str, str]:
+    return signed_headers(body, url=url)
 
 
 def _with(content_type: str | None) -> Headers:
-    def headers(body: bytes) -> dict[str, str]:
-        result = signed_headers(body)
+    def headers(body: bytes, url: str) -> dict[str, str]:
+        result = signed_headers(body, url=url)
         if content_type is None:
             del result["content-type"]
         else:
@@ -52,29 +62,39 @@ def _with(content_type: str | None) -> Headers:
 def _signed_at(offset_seconds: float) -> Headers:
     import time
 
-    return lambda body: signed_headers(body, now=time.time() + offset_seconds)
+    return lambda body, url: signed_headers(body, url=url, now=time.time() + offset_seconds)
 
 
-def _forged(body: bytes) -> dict[str, str]:
-    return signed_headers(body, secret="an-attacker-guess")
+def _forged(body: bytes, url: str) -> dict[str, str]:
+    return signed_headers(body, url=url, secret="an-attacker-guess")
 
 
-def _tampered(body: bytes) -> dict[str, str]:
-    return signed_headers(body.replace(b"Chip", b"Chap"))
+def _tampered(body: bytes, url: str) -> dict[str, str]:
+    return signed_headers(body.replace(b"Chip", b"Chap"), url=url)
 
 
-def _unsigned(body: bytes) -> dict[str, str]:
+def _unsigned(body: bytes, url: str) -> dict[str, str]:
     return {"content-type": "application/json"}
 
 
-def _bad_timestamp(body: bytes) -> dict[str, str]:
-    headers = signed_headers(body)
+def _bad_timestamp(body: bytes, url: str) -> dict[str, str]:
+    headers = signed_headers(body, url=url)
     headers["X-Signature-Timestamp"] = headers["X-Signature-Timestamp"] + "abc"
     return headers
 
 
-def _previous_secret(body: bytes) -> dict[str, str]:
-    return signed_headers(body, secret=PREVIOUS_SECRET)
+def _previous_secret(body: bytes, url: str) -> dict[str, str]:
+    return signed_headers(body, url=url, secret=PREVIOUS_SECRET)
+
+
+def _signed_for(signed_url: str, method: str = "POST") -> Headers:
+    """Signed for another request than the one sent: a replay with another query, path or method."""
+
+    def headers(body: bytes, url: str) -> dict[str, str]:
+        secret = SECRET.encode()
+        return {"content-type": "application/json", **signature_headers(secret, body, signed_url, method=method)}
+
+    return headers
 
 
 def _secret_deleted(app: ModuleType, stack: IngestStack) -> None:
@@ -95,6 +115,7 @@ class IngestCase:
     queued: int | None = None  # messages expected in the queue (default: the accepted count)
     base64_encoded: bool = False
     query: dict[str, str] | None = None
+    raw_query: str | None = None  # sent (and signed) as it is, instead of `query` encoded
     setup: Callable[[ModuleType, IngestStack], None] | None = None
 
 
@@ -235,12 +256,207 @@ INGEST_CASES = [
 ]
 
 
+def _without(payload: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k not in names}
+
+
+def _wordpress(**post: Any) -> dict[str, Any]:
+    return {**_without(WORDPRESS, "post_id"), "post": {**WORDPRESS["post"], **post}}
+
+
+_BASE = _json(article("big-1"))
+EMOJI_TITLE = "🚀" * 1_000
+
+# Issue 15, class by class: each root cause, several ways in.
+HOSTILE_INGEST_CASES = [
+    # Class 2: cheap inputs that used to raise (RecursionError, ValueError) and answer 500.
+    IngestCase("nested_arrays_100k_deep", b"[" * 100_000 + b"]" * 100_000, 400),
+    IngestCase("nested_objects_50k_deep", b'{"a":' * 50_000 + b"1" + b"}" * 50_000, 400),
+    IngestCase("deep_nesting_in_an_ignored_field", _BASE[:-1] + b', "x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 400),
+    IngestCase("unclosed_nesting", b"[" * 200_000, 400),
+    IngestCase("version_of_5000_digits", _BASE.replace(b'"version": 1', b'"version": 1' + b"0" * 5_000), 400),
+    IngestCase("negative_number_of_5000_digits", _BASE.replace(b'"version": 1', b'"version": -' + b"9" * 5_000), 400),
+    IngestCase("long_number_in_an_ignored_field", _BASE[:-1] + b', "n": ' + b"7" * 4_301 + b"}", 400),
+    IngestCase("nan_version", _BASE.replace(b'"version": 1', b'"version": NaN'), 400),
+    IngestCase("infinity_version", _BASE.replace(b'"version": 1', b'"version": -Infinity'), 400),
+    IngestCase("huge_exponent_version", _BASE.replace(b'"version": 1', b'"version": 1e999999'), 400, field="version"),
+    IngestCase("utf8_bom_before_json", "\ufeff".encode() + _BASE, 400),
+    IngestCase("malformed_query_string", _BASE, 400, headers=_unsigned, raw_query="format"),
+    IngestCase(
+        "too_many_query_parameters", _BASE, 400, headers=_unsigned, raw_query="&".join(f"p{n}=1" for n in range(40))
+    ),
+    IngestCase("unknown_query_parameter", _BASE, 400, query={"debug": "1"}),
+    IngestCase("repeated_format_parameter", _BASE, 400, raw_query="format=generic&format=wordpress"),
+    # Class 3: invalid input that used to be accepted and stored.
+    IngestCase("nul_in_url", _json(article("k-1", url="https://x.example/a\u0000b")), 400, field="url"),
+    IngestCase("escape_character_in_url", _json(article("k-2", url="https://x.example/\u001b[31m")), 400, field="url"),
+    IngestCase("tab_in_url", _json(article("k-3", url="https://x.example/a\tb")), 400, field="url"),
+    IngestCase("ideographic_space_in_url", _json(article("k-4", url="https://x.example/a\u3000b")), 400, field="url"),
+    IngestCase("url_without_host", _json(article("k-5", url="https:///only/a/path")), 400, field="url"),
+    IngestCase("c1_next_line_in_title", _json(article("k-6", title="Breaking\u0085news")), 400, field="title"),
+    IngestCase("c1_csi_in_site", _json(article("k-7", site="news\u009b.example")), 400, field="site"),
+    IngestCase("c1_in_body", _json(article("k-8", body="Windows quotes \u0093like this\u0094.")), 400, field="body"),
+    IngestCase("delete_in_title", _json(article("k-9", title="Chips\u007f")), 400, field="title"),
+    IngestCase("version_true", _json(article("k-10", version=True)), 400, field="version"),
+    IngestCase("version_false", _json(article("k-11", version=False)), 400, field="version"),
+    IngestCase("version_as_string", _json(article("k-12", version="7")), 400, field="version"),
+    IngestCase("version_as_float", _json(article("k-13", version=7.0)), 400, field="version"),
+    IngestCase("title_as_list", _json(article("k-14", title=["a", "b"])), 400, field="title"),
+    IngestCase("site_as_number", _json(article("k-15", site=42)), 400, field="site"),
+    IngestCase("empty_site", _json(article("k-16", site="  ")), 400, field="site"),
+    IngestCase(
+        "language_of_423kb",
+        _json(article("k-17", language="en-" + "-".join(["abcdefgh"] * 47_000))),
+        400,
+        field="language",
+    ),
+    IngestCase(
+        "language_of_36_characters",
+        _json(article("k-18", language="en-" + "-".join(["abcdefgh"] * 3) + "-abcdef")),
+        400,
+        field="language",
+    ),
+    IngestCase(
+        "language_of_35_characters",
+        _json(article("k-19", language="en-" + "-".join(["abcdefgh"] * 3) + "-abcde")),
+        202,
+        queued=1,
+    ),
+    IngestCase("site_over_256_characters", _json(article("k-20", site="s" * 257)), 400, field="site"),
+    IngestCase(
+        "wordpress_post_without_id",
+        _json(_without(_wordpress(ID=None), "post_id") | {"post": _without(WORDPRESS["post"], "ID")}),
+        400,
+        query={"format": "wordpress"},
+        field="post.ID",
+    ),
+    IngestCase("wordpress_post_id_zero", _json(_wordpress(ID=0)), 400, query={"format": "wordpress"}, field="post.ID"),
+    IngestCase(
+        "wordpress_post_id_as_string", _json(_wordpress(ID="77")), 400, query={"format": "wordpress"}, field="post.ID"
+    ),
+    IngestCase(
+        "wordpress_post_id_true", _json(_wordpress(ID=True)), 400, query={"format": "wordpress"}, field="post.ID"
+    ),
+    IngestCase(
+        "wordpress_rest_post_without_id",
+        _json(
+            {
+                "link": "https://blog.example/p",
+                "title": {"rendered": "T"},
+                "content": {"rendered": "<p>x</p>"},
+                "modified_gmt": "2026-11-25T08:00:00",
+            }
+        ),
+        400,
+        query={"format": "wordpress"},
+        field="id",
+    ),
+    # Class 5: the signature covers method, path and query, not only the body.
+    IngestCase(
+        "replay_with_format_wordpress_added",
+        _json(WORDPRESS),
+        401,
+        headers=_signed_for(INGEST_URL),
+        query={"format": "wordpress"},
+    ),
+    IngestCase(
+        "replay_with_format_removed", _json(article("g-1")), 401, headers=_signed_for(ingest_url({"format": "generic"}))
+    ),
+    IngestCase("signed_for_another_path", _json(article("g-2")), 401, headers=_signed_for("https://api.example/other")),
+    IngestCase("signed_for_another_method", _json(article("g-3")), 401, headers=_signed_for(INGEST_URL, method="PUT")),
+    IngestCase(
+        "query_signed_in_another_encoding",
+        _json(article("g-4")),
+        202,
+        headers=_signed_for(f"{INGEST_URL}?format=gener%69c"),
+        raw_query="format=generic",
+        queued=1,
+    ),
+    # Class 6: quiet surprises, each decided (docs/ingest.md, "Payload").
+    IngestCase("id_with_leading_space", _json(article(" a-1")), 400, field="article_id"),
+    IngestCase("id_with_trailing_ideographic_space", _json(article("a-1\u3000")), 400, field="article_id"),
+    IngestCase("id_traversal_after_a_segment", _json(article("x/../../etc/passwd")), 400, field="article_id"),
+    IngestCase("id_with_dot_segment", _json(article("x/./y")), 400, field="article_id"),
+    IngestCase("id_with_empty_segment", _json(article("x//y")), 400, field="article_id"),
+    IngestCase("id_with_trailing_slash", _json(article("x/")), 400, field="article_id"),
+    IngestCase("id_with_backslash", _json(article("x\\..\\y")), 400, field="article_id"),
+    IngestCase("id_over_256_characters", _json(article("a" * 257)), 400, field="article_id"),
+    IngestCase("id_with_path_segments", _json(article("blog/2026/post-1.html")), 202, queued=1),
+    IngestCase(
+        "url_with_user_and_password", _json(article("q-1", url="https://user:pass@x.example/a")), 400, field="url"
+    ),
+    IngestCase("url_with_user_only", _json(article("q-2", url="http://token@x.example/a")), 400, field="url"),
+    IngestCase("url_with_at_in_path", _json(article("q-3", url="https://x.example/@user/post")), 202, queued=1),
+    IngestCase("url_with_surrounding_spaces", _json(article("q-4", url=" https://x.example/a ")), 400, field="url"),
+    IngestCase(
+        "updated_at_year_1",
+        _json(article("t-10", version=None, updated_at="0001-01-01T00:00:00Z")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase(
+        "updated_at_before_1970",
+        _json(article("t-11", version=None, updated_at="1969-12-31T23:59:59Z")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase(
+        "updated_at_year_10000",
+        _json(article("t-12", version=None, updated_at="10000-01-01T00:00:00Z")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase(
+        "updated_at_bare_number", _json(article("t-13", version=None, updated_at=1764057600)), 400, field="updated_at"
+    ),
+    IngestCase(
+        "updated_at_number_as_string",
+        _json(article("t-14", version=None, updated_at="1764057600")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase(
+        "updated_at_date_only", _json(article("t-15", version=None, updated_at="2026-11-25")), 400, field="updated_at"
+    ),
+    IngestCase(
+        "updated_at_impossible_date",
+        _json(article("t-16", version=None, updated_at="2026-02-30T00:00:00Z")),
+        400,
+        field="updated_at",
+    ),
+    IngestCase(
+        "updated_at_lower_case_rfc3339",
+        _json(article("t-17", version=None, updated_at="2026-11-25t08:00:00.5z")),
+        202,
+        queued=1,
+    ),
+    IngestCase(
+        "updated_at_with_offset",
+        _json(article("t-18", version=None, updated_at="2026-11-25T17:00:00+09:00")),
+        202,
+        queued=1,
+    ),
+    IngestCase(
+        "duplicate_key_in_an_article",
+        b'{"article_id": "y-1", "article_id": "y-2", "url": "https://x.example/y", "title": "t", "body": "b", '
+        b'"version": 1}',
+        400,
+    ),
+    IngestCase("duplicate_articles_key", b'{"articles": [], "articles": [' + _json(article("y-3")) + b"]}", 400),
+    IngestCase("title_of_1000_emoji", _json(article("e-2", title=EMOJI_TITLE)), 202, queued=1),
+]
+INGEST_CASES += HOSTILE_INGEST_CASES
+
+
 @pytest.mark.parametrize("case", INGEST_CASES, ids=lambda c: c.id)
 def test_ingest_bad_input(case: IngestCase, ingest: ModuleType, ingest_stack: IngestStack) -> None:
     # GIVEN the case's request (and dependency state)
     if case.setup:
         case.setup(ingest, ingest_stack)
-    event = http_event(case.body, case.headers(case.body), query=case.query, base64_encoded=case.base64_encoded)
+    url = ingest_url(case.query) if case.raw_query is None else f"{INGEST_URL}?{case.raw_query}"
+    event = http_event(case.body, case.headers(case.body, url), query=case.query, base64_encoded=case.base64_encoded)
+    if case.raw_query is not None:
+        event["rawQueryString"] = case.raw_query
     # WHEN API Gateway hands it to the function
     result = call(ingest, event)
     queued = ingest_stack.queued()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -11,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from categorizer.ingest import (
     ArticleQueue,
+    SignedRequest,
     ValidItem,
     generic_adapter,
     sign,
@@ -27,20 +29,39 @@ NOW = 1_764_000_000.0
 
 
 def test_signature_round_trip_and_every_tampering_fails() -> None:
-    # GIVEN a body signed with the shared secret at NOW
+    # GIVEN a request signed with the shared secret at NOW
     body = b'{"article_id":"a-1"}'
-    signature = sign(b"s3cret", str(int(NOW)), body)
-    # THEN it verifies, and any change to the body, the timestamp, the secret or the clock does not
+    request = SignedRequest("POST", "/articles", "format=wordpress", body)
+    signature = sign(b"s3cret", str(int(NOW)), request)
+    # THEN it verifies, and any change to the method, path, query, body, timestamp, secret or clock does not
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
     ok: dict[str, Any] = {"now": NOW, "tolerance_seconds": 300}
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body, **ok) is None
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body + b" ", **ok) == "signature_mismatch"
-    assert verify_signature([b"s3cret"], str(int(NOW) + 1), signature, body, **ok) == "signature_mismatch"
-    assert verify_signature([b"other"], str(int(NOW)), signature, body, **ok) == "signature_mismatch"
+    assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **ok) is None
+    for changed in (
+        replace(request, body=body + b" "),
+        replace(request, query=""),
+        replace(request, query="format=generic"),
+        replace(request, path="/articles/"),
+        replace(request, method="PUT"),
+    ):
+        assert verify_signature([b"s3cret"], str(int(NOW)), signature, changed, **ok) == "signature_mismatch"
+    assert verify_signature([b"s3cret"], str(int(NOW) + 1), signature, request, **ok) == "signature_mismatch"
+    assert verify_signature([b"other"], str(int(NOW)), signature, request, **ok) == "signature_mismatch"
     late: dict[str, Any] = {"now": NOW + 301, "tolerance_seconds": 300}
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body, **late) == "timestamp_outside_tolerance"
-    assert verify_signature([b"s3cret"], None, signature, body, **ok) == "missing_signature_headers"
-    assert verify_signature([b"s3cret"], "１２３", signature, body, **ok) == "malformed_timestamp"
+    assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **late) == "timestamp_outside_tolerance"
+    assert verify_signature([b"s3cret"], None, signature, request, **ok) == "missing_signature_headers"
+    assert verify_signature([b"s3cret"], "１２３", signature, request, **ok) == "malformed_timestamp"
+
+
+def test_the_query_string_is_signed_however_it_is_encoded() -> None:
+    # GIVEN one query written in different but equivalent ways
+    body = b"{}"
+    signature = sign(b"s3cret", str(int(NOW)), SignedRequest("POST", "/articles", "format=word%70ress&x=a+b", body))
+    ok: dict[str, Any] = {"now": NOW, "tolerance_seconds": 300}
+    # THEN each spelling verifies: the canonical query decodes, sorts and re-encodes the pairs
+    for spelling in ("x=a%20b&format=wordpress", "format=wordpress&x=a+b"):
+        request = SignedRequest("POST", "/articles", spelling, body)
+        assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **ok) is None
 
 
 def test_webhook_secret_formats() -> None:
@@ -215,7 +236,8 @@ def test_responses_and_logs_never_carry_the_secret_or_a_signature(
 
 def test_the_signature_example_in_the_docs_is_right() -> None:
     docs = (REPO / "docs" / "ingest.md").read_text(encoding="utf-8")
-    expected = sign(b"example-secret", "1764057600", b'{"article_id":"a-1"}')
+    request = SignedRequest("POST", "/articles", "format=generic", b'{"article_id":"a-1"}')
+    expected = sign(b"example-secret", "1764057600", request)
     assert f"X-Signature: {expected}" in docs
 
 

@@ -21,9 +21,11 @@ import httpx2
 import pytest
 from botocore.exceptions import ClientError
 
+from categorizer import service as service_module
 from categorizer.ingest import signature_headers
 from categorizer.models import ArticleEvent
 from categorizer.store import ResultStore
+from categorizer.tokens import count_tokens
 from tests.support.categorize import OPENAI_KEY, CategorizeStack, article, load_categorize
 from tests.support.ingest import (
     INGEST_URL,
@@ -119,7 +121,7 @@ class IngestCase:
     setup: Callable[[ModuleType, IngestStack], None] | None = None
 
 
-WORDPRESS = {
+WORDPRESS: dict[str, Any] = {
     "post_id": 77,
     "post": {
         "ID": 77,
@@ -634,6 +636,60 @@ CATEGORIZE_CASES = [
 ]
 
 
+def _row_limit(limit: int) -> Configure:
+    def configure(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(service_module, "DYNAMODB_MAX_ITEM_BYTES", limit)
+
+    return configure
+
+
+# Issue 15 in the categorize function: messages that did not come through ingest's checks.
+HOSTILE_CATEGORIZE_CASES = [
+    CategorizeCase(
+        "language_of_423kb",
+        (article("k-1", language="en-" + "-".join(["abcdefgh"] * 47_000)),),
+        "dlq:validation_error",
+        openai_calls=0,
+    ),
+    CategorizeCase("c1_in_title", (article("k-2", title="Chips\u0085"),), "dlq:validation_error", openai_calls=0),
+    CategorizeCase(
+        "nul_in_url", (article("k-3", url="https://x.example/\u0000"),), "dlq:validation_error", openai_calls=0
+    ),
+    CategorizeCase("version_true", (article("k-4", version=True),), "dlq:validation_error", openai_calls=0),
+    CategorizeCase("version_as_string", (article("k-5", version="7"),), "dlq:validation_error", openai_calls=0),
+    CategorizeCase(
+        "updated_at_bare_number", (article("k-6", version=None, updated_at=1764057600),), "dlq:validation_error"
+    ),
+    CategorizeCase("id_traversal", (article("x/../../etc/passwd"),), "dlq:validation_error", openai_calls=0),
+    CategorizeCase("url_with_credentials", (article("k-7", url="https://u:p@x.example/"),), "dlq:validation_error"),
+    CategorizeCase("deeply_nested_message", ("[" * 100_000 + "]" * 100_000,), "dlq:validation_error", openai_calls=0),
+    CategorizeCase(
+        "version_of_5000_digits", ('{"article_id": "k-8", "version": 1' + "0" * 5_000 + "}",), "dlq:validation_error"
+    ),
+    CategorizeCase(
+        "unterminated_attributes_body",
+        (article("k-9", body='<a b="' * 33_000, body_format="html"),),
+        "dlq:validation_error",
+        openai_calls=0,
+    ),
+    CategorizeCase("deeply_nested_html_body", (article("k-10", body="<div>x" * 33_000),), "stored", openai_calls=1),
+    CategorizeCase("title_of_1000_emoji", (article("k-11", title="🚀" * 1_000),), "stored", openai_calls=1),
+    # The row would not fit the (lowered) item limit: dead-lettered before any call, once.
+    CategorizeCase(
+        "row_over_the_item_limit", (article("k-12"),), "dlq:item_too_large", _row_limit(1_000), openai_calls=0
+    ),
+    CategorizeCase(
+        "row_over_the_item_limit_last_receive",
+        (article("k-13"),),
+        "dlq:item_too_large",
+        _row_limit(1_000),
+        receive_count=3,
+        openai_calls=0,
+    ),
+]
+CATEGORIZE_CASES += HOSTILE_CATEGORIZE_CASES
+
+
 @pytest.fixture
 def categorize_app(stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The handler with the SDK's own retries off, so each fault is seen once (fast and countable)."""
@@ -693,6 +749,9 @@ def test_categorize_bad_input(
         assert len(fake_openai.requests) == case.openai_calls
     if case.id == "html_with_script_sent_as_text":
         assert "steal()" not in json.dumps(fake_openai.requests)
+    if case.id == "title_of_1000_emoji":  # the title is cut, so the input stays within the budget
+        [request] = fake_openai.requests
+        assert count_tokens(request["messages"][-1]["content"]) <= stack_budget()
 
 
 def test_the_catalogue_has_at_least_forty_cases_and_covers_every_class() -> None:
@@ -701,3 +760,113 @@ def test_the_catalogue_has_at_least_forty_cases_and_covers_every_class() -> None
     expected = {c.expect for c in CATEGORIZE_CASES}
     assert {"stored", "kept_newer", "retry", "dlq:validation_error", "dlq:retries_exhausted"} <= expected
     assert {"dlq:no_valid_label", "dlq:no_logprobs", "dlq:openai_rejected_request"} <= expected
+
+
+def stack_budget() -> int:
+    from categorizer.config import CategorizeSettings
+
+    return CategorizeSettings.from_env().input_token_budget
+
+
+# ------------------------------------------------------------- one batch: spend and neighbours
+
+HOSTILE_BODIES = {
+    "unterminated_attributes": '<a b="' * 33_000,
+    "unterminated_comments": "<!--" * 50_000,
+    "lt_without_gt": "<a " * 66_000,
+    "cdata_run": "<![CDATA[" * 22_000,
+}
+
+
+def test_hostile_bodies_in_a_batch_never_take_their_neighbours_down(
+    categorize_app: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN one SQS batch mixing valid articles with bodies built to make parsers slow
+    valid = [article(f"ok-{n}", body=f"Story {n}: the chip doubles battery life.") for n in range(5)]
+    # As HTML none of them holds text (as `auto` they hold no complete tag, so they are plain text).
+    hostile = [article(f"bad-{name}", body=body, body_format="html") for name, body in HOSTILE_BODIES.items()]
+    event = sqs_event(*[m for pair in zip(valid, [*hostile, None], strict=True) for m in pair if m is not None])
+    # WHEN the handler takes the batch
+    response = categorize_app.lambda_handler(event, LambdaContext())
+    # THEN every valid article is stored, every hostile one is dead-lettered with its reason, none retried
+    assert response == {"batchItemFailures": []}
+    assert all(stack.row(a["article_id"]) is not None for a in valid)
+    dead = [m for _ in range(2) for m in stack.dlq_messages()]
+    assert sorted(json.loads(m["Body"])["article_id"] for m in dead) == sorted(a["article_id"] for a in hostile)
+    assert {m["MessageAttributes"]["reason"]["StringValue"] for m in dead} == {"validation_error"}
+    assert len(fake_openai.requests) == len(valid)
+
+
+def test_a_record_whose_validation_overruns_is_dead_lettered_with_its_reason(
+    categorize_app: ModuleType, stack: CategorizeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a validation bound of 0.2 s and one message whose validation takes 1 s
+    import time
+
+    original = ArticleEvent.model_validate_json
+
+    def slow_for_marked(body: str) -> ArticleEvent:
+        if "SLOW" in body:
+            time.sleep(1.0)
+        return original(body)
+
+    monkeypatch.setattr(categorize_app, "VALIDATION_SECONDS", 0.2)
+    monkeypatch.setattr(categorize_app.ArticleEvent, "model_validate_json", slow_for_marked)
+    event = sqs_event(article("n-1"), article("n-2", title="SLOW story"), article("n-3"))
+    # WHEN the batch is handled
+    response = categorize_app.lambda_handler(event, LambdaContext())
+    # THEN the slow one is dead-lettered as validation_timeout (not left to the redrive policy's
+    # no_reason_recorded), and its neighbours are stored
+    assert response == {"batchItemFailures": []}
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "validation_timeout"
+    assert stack.row("n-1") is not None and stack.row("n-3") is not None
+
+
+@dataclass(frozen=True)
+class SpendCase:
+    id: str
+    batch: tuple[dict[str, Any], ...]
+    openai_calls: int
+
+
+SPEND_CASES = [
+    SpendCase("identical_event_twice", (article("s-1"), article("s-1")), 1),
+    SpendCase("identical_event_ten_times", tuple(article("s-2") for _ in range(10)), 1),
+    SpendCase("ten_revisions_unchanged_text", tuple(article("s-3", version=v) for v in range(1, 11)), 1),
+    SpendCase("revisions_in_reverse_order", tuple(article("s-4", version=v) for v in range(10, 0, -1)), 1),
+    SpendCase(
+        "revisions_by_updated_at",
+        tuple(article("s-5", version=None, updated_at=f"2026-11-25T08:00:0{s}Z") for s in range(6)),
+        1,
+    ),
+    SpendCase("only_site_differs", (article("s-6"), article("s-6", site="other.example", version=2)), 1),
+    SpendCase(
+        "same_text_after_normalisation",
+        (
+            article("s-7"),
+            article(
+                "s-7", body="  The company said the new processor doubles battery life for thin laptops.  ", version=2
+            ),
+        ),
+        1,
+    ),
+    SpendCase("two_articles_same_text", (article("s-8"), article("s-9")), 2),
+    SpendCase("changed_text_is_a_new_call", (article("s-10"), article("s-10", version=2, body="A new text.")), 2),
+    SpendCase("pairs_of_two_articles", (article("s-11"), article("s-12"), article("s-11"), article("s-12")), 2),
+]
+
+
+@pytest.mark.parametrize("case", SPEND_CASES, ids=lambda c: c.id)
+def test_one_batch_spends_one_call_per_article_content_and_model(
+    case: SpendCase, categorize_app: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
+) -> None:
+    # GIVEN one SQS batch of the case's events WHEN the handler takes it
+    response = categorize_app.lambda_handler(sqs_event(*case.batch), LambdaContext())
+    # THEN one OpenAI call per distinct (article, content, model), and each article holds its newest revision
+    assert response == {"batchItemFailures": []}
+    assert len(fake_openai.requests) == case.openai_calls
+    for article_id in {a["article_id"] for a in case.batch}:
+        revisions = [ArticleEvent.model_validate(a).revision for a in case.batch if a["article_id"] == article_id]
+        row = stack.row(article_id)
+        assert row is not None and int(row["revision"]) == max(revisions)

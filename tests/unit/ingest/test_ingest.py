@@ -21,6 +21,14 @@ from categorizer.ingest import (
     webhook_secrets,
     wordpress_adapter,
 )
+from categorizer.ingest.enqueue import (
+    SQS_BATCH_ENTRIES,
+    SQS_MAX_BATCH_BYTES,
+    SQS_MAX_MESSAGE_BYTES,
+    entry_bytes,
+)
+from categorizer.ingest.validation import MAX_MESSAGE_BYTES
+from categorizer.models import ArticleEvent
 from tests.support.categorize import article
 from tests.support.ingest import SECRET, IngestStack, call, http_event, post, signed_headers
 from tests.support.paths import REPO
@@ -252,3 +260,49 @@ def test_queued_messages_carry_the_request_correlation_id(ingest_stack: IngestSt
     )
     attributes = [m["MessageAttributes"]["correlation_id"]["StringValue"] for m in response["Messages"]]
     assert attributes == ["req-42", "req-42"]
+
+
+class _RecordingSQS:
+    """Accepts every entry and keeps each SendMessageBatch call's entries (moto does not apply SQS's size rules)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Any]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
+
+def _sized_item(index: int, message_bytes: int) -> ValidItem:
+    event = ArticleEvent.model_validate(article(f"z-{index}"))
+    return ValidItem(index, event, "x" * message_bytes)
+
+
+def test_batches_follow_the_sqs_size_rule_counting_attribute_bytes() -> None:
+    # GIVEN two messages whose bodies alone fit one 1 MiB batch, but not with their attributes
+    sqs = _RecordingSQS()
+    half = SQS_MAX_BATCH_BYTES // 2 - 8
+    items = [_sized_item(0, half), _sized_item(1, half), *(_sized_item(n, 1_000) for n in range(2, 14))]
+    # WHEN they are enqueued with a correlation id
+    report = ArticleQueue(sqs, "https://sqs.example/q", sleep=lambda _: None).enqueue(items, "req-" + "9" * 300)  # type: ignore[arg-type]
+    # THEN every call keeps SQS's rules: ≤ 10 entries, each ≤ 1 MiB and together ≤ 1 MiB, attributes counted
+    assert len(report.queued) == len(items)
+    assert [len(call) for call in sqs.calls][:2] == [1, 10]
+    for entries in sqs.calls:
+        assert len(entries) <= SQS_BATCH_ENTRIES
+        assert all(entry_bytes(entry) <= SQS_MAX_MESSAGE_BYTES for entry in entries)
+        assert sum(entry_bytes(entry) for entry in entries) <= SQS_MAX_BATCH_BYTES
+    # and the correlation id is cut to its share of the attribute allowance
+    assert all(len(e["MessageAttributes"]["correlation_id"]["StringValue"]) <= 128 for c in sqs.calls for e in c)
+
+
+def test_a_message_at_the_validation_limit_still_fits_sqs_with_its_largest_attributes() -> None:
+    # GIVEN a message body at the largest size validation lets through, and the longest article id
+    event = ArticleEvent.model_validate(article("i" * 256))
+    item = ValidItem(0, event, "x" * MAX_MESSAGE_BYTES)
+    sqs = _RecordingSQS()
+    # WHEN it is enqueued with a long correlation id
+    ArticleQueue(sqs, "https://sqs.example/q").enqueue([item], "c" * 1_000)  # type: ignore[arg-type]
+    # THEN SQS's per-message rule (body + attribute names, types and values ≤ 1 MiB) holds
+    [[entry]] = sqs.calls
+    assert entry_bytes(entry) <= SQS_MAX_MESSAGE_BYTES

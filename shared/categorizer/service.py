@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
-from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, ResultSource
+from categorizer.decoding import Decoded
+from categorizer.errors import PermanentError
+from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, Prediction, ResultSource
 from categorizer.prompt import Prompt, model_input, prompt_from_input
-from categorizer.store import Claim, ResultStore, StoredState
+from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
 from categorizer.taxonomy import Taxonomy
 from categorizer.textstore import StoredText, TextStore
 
@@ -108,6 +110,7 @@ class CategorizeService:
             site=article.site,
             language=article.language,
         )
+        self._check_row_fits(text, active, taxonomy)
         key = (article.article_id, prompt.fingerprint, active.model_id)
         earlier = scope.in_flight.get(key)
         if earlier is not None:
@@ -221,6 +224,22 @@ class CategorizeService:
             if state is not None and state.revision is not None and state.unchanged(fingerprint, model_id):
                 return state
             await asyncio.sleep(_CLAIM_POLL_SECONDS)
+
+    def _check_row_fits(self, text: StoredText, active: ActiveModel, taxonomy: Taxonomy) -> None:
+        """The row this record would write fits DynamoDB's item limit, with the largest predictions the
+        taxonomy allows: checked before the call, so an article whose row cannot be stored is
+        dead-lettered once instead of paying for a call on every receive. The model's fields are
+        bounded so that it always fits; this keeps it so if a field grows."""
+        widest = max(taxonomy.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
+        worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
+        decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
+        largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0)
+        result = build_result(text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live")
+        size = item_bytes(result_item(result))
+        if size > DYNAMODB_MAX_ITEM_BYTES:
+            raise PermanentError(
+                "item_too_large", f"its row would take up to {size} bytes; DynamoDB stores {DYNAMODB_MAX_ITEM_BYTES}"
+            )
 
     async def _store_result(
         self,

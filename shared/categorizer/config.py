@@ -232,7 +232,7 @@ class BackfillSettings(OpenAISettings):
     dlq_url: SqsQueueUrl = Field(alias="DLQ_URL")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     cost_guard_usd: float = Field(alias="BACKFILL_COST_GUARD_USD", ge=0)
-    # From the capacity planner's Batch API figures for the tier (python -m categorizer.capacity).
+    # From the capacity planner's Batch API figures for the tier (python -m tools capacity).
     shard_requests: int = Field(default=50_000, alias="BACKFILL_SHARD_REQUESTS", ge=1, le=50_000)
     max_concurrency: int = Field(default=1, alias="BACKFILL_MAX_CONCURRENCY", ge=1, le=1000)
     # Must equal the categorize function's values: the batch request is the live one.

@@ -1,7 +1,7 @@
 """Client-side rate limiter: keep this instance within its share of the OpenAI limits.
 
 Two continuously refilled buckets (requests and tokens) sized from the capacity planner's
-per-instance budget (`categorizer.capacity`). A bucket holds at most `burst_seconds` of
+per-instance budget (`python -m tools capacity`). A bucket holds at most `burst_seconds` of
 its rate, so an idle instance cannot save up a minute of requests and spend it at once
 (OpenAI enforces its per-minute limits over shorter windows too).
 

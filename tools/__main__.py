@@ -1,10 +1,10 @@
-"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity …`: the operator commands."""
+"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy …`: the operator commands."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, backfill, capacity, dlq, finetune, publish, sign_event
+from tools import alarms, backfill, capacity, dlq, finetune, publish, sign_event, taxonomy
 
 COMMANDS = {
     "publish": publish.main,
@@ -14,6 +14,7 @@ COMMANDS = {
     "alarms": alarms.main,
     "backfill": backfill.main,
     "capacity": capacity.main,
+    "taxonomy": taxonomy.main,
 }
 
 

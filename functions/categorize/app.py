@@ -139,6 +139,10 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
         metrics.add_metric(name="OpenAILatency", unit=MetricUnit.Milliseconds, value=call.latency_ms)
         metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=result.probability)
         metrics.add_metric(name="Coverage", unit=MetricUnit.NoUnit, value=result.coverage)
+        # How long the call queued for this instance's share of the OpenAI limits: a wait that
+        # grows while OpenAILatency does not says the share, not OpenAI, holds the rate back
+        # (docs/design.md invariant 7; docs/capacity.md).
+        metrics.add_metric(name="LimiterWait", unit=MetricUnit.Milliseconds, value=call.limiter_wait_ms)
         if result.needs_review:
             metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
         log |= {

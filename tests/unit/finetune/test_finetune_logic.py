@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from categorizer.finetune import dataset as ds
+from categorizer.finetune import file_rules
 from categorizer.finetune.errors import CostGuardExceeded, DatasetInvalid, TransientError
 from categorizer.finetune.evaluation import Scored, compute_metrics, expected_calibration_error, macro_f1
 from categorizer.finetune.models import LabelledArticle, PipelineConfig, PipelineState, RunInfo
@@ -112,7 +113,7 @@ def test_invalid_lines_fail_the_export_with_their_location():
 def test_cost_estimate_is_tokens_times_epochs_times_price():
     dataset = _build(_articles(demo_rows()))
     estimate = ds.estimate_tokens(dataset, 3, Prices.from_env(), 65_536)
-    per_example = [ds.example_tokens(e["messages"]) for e in dataset.train]
+    per_example = [file_rules.example_tokens(e["messages"]) for e in dataset.train]
     assert estimate.train_tokens == sum(per_example)
     assert estimate.billed_training_tokens == 3 * sum(per_example)
     assert estimate.estimated_cost_usd == pytest.approx(3 * sum(per_example) * 3.00 / 1e6, abs=1e-6)

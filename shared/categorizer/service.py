@@ -233,7 +233,7 @@ class CategorizeService:
         widest = max(taxonomy.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
         worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
         decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
-        largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0)
+        largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0, 0.0)
         result = build_result(text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live")
         size = item_bytes(result_item(result))
         if size > DYNAMODB_MAX_ITEM_BYTES:

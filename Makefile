@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse chaos bench
+.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse bench-backfill chaos bench
 
 $(BIN)/.installed: pyproject.toml shared/requirements.txt shared/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,11 @@ bench-finetune: install
 
 bench-overhead: install
 	$(BIN)/python -m bench.overhead --data $(DATA)
+
+# 5,000 livedoor articles through BackfillStateMachine offline (a clean run, a fault run, and the
+# same articles live): rows, dead letters, lost (0), batch vs live cost and labels (docs/backfill.md).
+bench-backfill: install
+	$(BIN)/python -m bench.backfill --data $(DATA) $(ARGS)
 
 # Worst-case body-to-text time at the 200,000-character limit, one core (hostile HTML).
 bench-parse: install

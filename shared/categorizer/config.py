@@ -218,6 +218,8 @@ class FineTuneSettings(OpenAISettings):
     max_example_tokens: int = Field(default=MAX_EXAMPLE_TOKENS, alias="MAX_EXAMPLE_TOKENS", ge=16)
     file_wait_seconds: float = Field(default=600, alias="FILE_WAIT_SECONDS", gt=0)
     file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)
+    # Promote starts it when a run asks for `backfill_after_promote` (docs/backfill.md).
+    backfill_state_machine_arn: str | None = Field(default=None, alias="BACKFILL_STATE_MACHINE_ARN")
 
 
 class BackfillSettings(OpenAISettings):
@@ -240,5 +242,5 @@ class BackfillSettings(OpenAISettings):
     top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
     low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
-    # Row and text writes in flight while a shard's results are collected.
-    write_concurrency: int = Field(default=16, alias="BACKFILL_WRITE_CONCURRENCY", ge=1, le=64)
+    # S3 and DynamoDB calls in flight: text reads of an `--all` plan, row and text writes of a collect.
+    io_concurrency: int = Field(default=16, alias="BACKFILL_IO_CONCURRENCY", ge=1, le=64)

@@ -51,6 +51,26 @@ def test_import_start_follow_list_and_rollback(
     assert history[1].startswith("ft:gpt-4o-mini-2024-07-18:test:categorizer:")
 
 
+def test_start_can_ask_for_a_backfill_after_the_promotion(
+    pipeline_stack: PipelineStack, finetuning_openai: FakeFineTuningOpenAI
+):
+    # GIVEN labels and a job that succeeds
+    pipeline_stack.put_labels(demo_rows())
+    finetuning_openai.plans.append(JobPlan())
+    out: list[str] = []
+    common = ["--state-machine-arn", pipeline_stack.state_machine_arn, "--bucket", BUCKET, "--parameter", PARAMETER]
+    # WHEN the operator starts a run with --backfill-after-promote 30
+    start = ["start", "--taxonomy-version", "demo-1", "--epochs", "1", "--poll-seconds", "0", "--name", "cli-recat"]
+    assert cli.main([*common, *start, "--backfill-after-promote", "30"], emit=out.append) == 0
+    # THEN Promote started the backfill of every stored article under that cost, and said so
+    (execution,) = pipeline_stack.sfn.list_executions(stateMachineArn=pipeline_stack.backfill_state_machine_arn)[
+        "executions"
+    ]
+    described = pipeline_stack.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {"all": True, "max_cost_usd": 30.0}
+    assert any(f"started backfill {execution['executionArn']}" in line for line in out)
+
+
 def test_import_rejects_unknown_category_before_writing(pipeline_stack: PipelineStack, tmp_path):
     rows = demo_rows()[:3]
     rows[1]["category_id"] = "astrology"

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from categorizer.finetune import dataset as ds
 from categorizer.finetune import file_rules
@@ -157,6 +158,20 @@ def test_sample_events_match_the_task_models():
     PipelineConfig.model_validate(export)
     for name in ("upload-files", "start-job", "check-job", "evaluate", "promote"):
         PipelineState.model_validate_json((EVENTS / f"{name}.json").read_text())
+
+
+def test_backfill_after_promote_is_off_by_default_and_validated_with_the_run_input():
+    # GIVEN the sample input, WHEN parsed, THEN no re-categorisation is asked for
+    assert PipelineConfig.model_validate({"taxonomy_version": "demo-1"}).backfill_after_promote is None
+    # WHEN a run asks for one, THEN it is a BackfillStateMachine input
+    config = PipelineConfig.model_validate(
+        {"taxonomy_version": "demo-1", "backfill_after_promote": {"all": True, "max_cost_usd": 25}}
+    )
+    assert config.backfill_after_promote is not None and config.backfill_after_promote.max_cost_usd == 25
+    # AND an input the backfill would refuse is refused with the run's (before anything is paid for)
+    for bad in ({}, {"all": True, "prefix": "s3://b/archive/"}, {"all": True, "max_cost": 5}):
+        with pytest.raises(ValidationError):
+            PipelineConfig.model_validate({"taxonomy_version": "demo-1", "backfill_after_promote": bad})
 
 
 def test_every_task_retries_transient_errors_and_catches_into_the_failure_state():

@@ -58,6 +58,9 @@ class Outcome:
 class _InFlight:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     classification: Classification | None = None
+    # The records sharing a call write one after another: one item, so parallel conditional
+    # writes would only contend (and moto, unlike DynamoDB, does not serialise them).
+    writes: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class BatchScope:
@@ -118,7 +121,8 @@ class CategorizeService:
             await earlier.done.wait()
             if earlier.classification is not None:
                 await asyncio.to_thread(self._texts.put, text)  # its own revision's text
-                return await self._store_result(text, active, taxonomy, earlier.classification, shared=True)
+                async with earlier.writes:
+                    return await self._store_result(text, active, taxonomy, earlier.classification, shared=True)
         mine = scope.in_flight.setdefault(key, _InFlight())
         try:
             return await self._categorize(article, active, taxonomy, prompt, text, scope, mine)

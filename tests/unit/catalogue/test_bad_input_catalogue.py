@@ -852,7 +852,9 @@ SPEND_CASES = [
         1,
     ),
     SpendCase("two_articles_same_text", (article("s-8"), article("s-9")), 2),
-    SpendCase("changed_text_is_a_new_call", (article("s-10"), article("s-10", version=2, body="A new text.")), 2),
+    # The same revision with another text (a newer revision may instead find the older one stale
+    # before its call, so its count would depend on which record runs first).
+    SpendCase("changed_text_is_a_new_call", (article("s-10"), article("s-10", body="A new text.")), 2),
     SpendCase("pairs_of_two_articles", (article("s-11"), article("s-12"), article("s-11"), article("s-12")), 2),
 ]
 

@@ -1,12 +1,21 @@
-"""`python -m tools publish …`, `python -m tools dlq …` and `python -m tools finetune …`."""
+"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy …`: the operator commands."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import dlq, finetune, publish
+from tools import alarms, backfill, capacity, dlq, finetune, publish, sign_event, taxonomy
 
-COMMANDS = {"publish": publish.main, "dlq": dlq.main, "finetune": finetune.main}
+COMMANDS = {
+    "publish": publish.main,
+    "sign-event": sign_event.main,
+    "dlq": dlq.main,
+    "finetune": finetune.main,
+    "alarms": alarms.main,
+    "backfill": backfill.main,
+    "capacity": capacity.main,
+    "taxonomy": taxonomy.main,
+}
 
 
 def main() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from categorizer.dlq import DETAIL_ATTRIBUTE, REASON_ATTRIBUTE
+from tools.stack import StackOutputs, add_stack_argument
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -128,28 +128,28 @@ def redrive(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools dlq", description=__doc__)
-    parser.add_argument("--dlq-url", default=os.environ.get("DLQ_URL"), help="(or DLQ_URL)")
+    add_stack_argument(parser)
+    parser.add_argument("--dlq-url", help="(or DLQ_URL; default the stack's ArticleDLQUrl output)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the DLQ messages with their reasons")
     redrive_parser = commands.add_parser("redrive", help="send messages back to the article queue")
-    redrive_parser.add_argument("--to", default=os.environ.get("ARTICLE_QUEUE_URL"), help="(or ARTICLE_QUEUE_URL)")
+    redrive_parser.add_argument("--to", help="(or ARTICLE_QUEUE_URL; default the stack's ArticleQueueUrl output)")
     choice = redrive_parser.add_mutually_exclusive_group(required=True)
     choice.add_argument("--reason", action="append", help="only messages with this reason (repeatable)")
     choice.add_argument("--all", action="store_true", help="every message")
     args = parser.parse_args(argv)
-    if not args.dlq_url:
-        parser.error("give --dlq-url or set DLQ_URL")
+    stack = StackOutputs(args.stack_name)
+    dlq_url = stack.resolve(args.dlq_url, "DLQ_URL", "ArticleDLQUrl")
     sqs = boto3.client("sqs")
 
     def emit(line: dict[str, Any]) -> None:
         print(json.dumps(line, ensure_ascii=False))
 
     if args.command == "list":
-        counts = list_dead_letters(sqs, args.dlq_url, emit=emit)
+        counts = list_dead_letters(sqs, dlq_url, emit=emit)
         emit({"total": sum(counts.values()), "by_reason": dict(counts)})
         return 0
-    if not args.to:
-        parser.error("give --to or set ARTICLE_QUEUE_URL")
-    moved = redrive(sqs, args.dlq_url, args.to, reasons=None if args.all else set(args.reason))
+    target_url = stack.resolve(args.to, "ARTICLE_QUEUE_URL", "ArticleQueueUrl")
+    moved = redrive(sqs, dlq_url, target_url, reasons=None if args.all else set(args.reason))
     emit({"redriven": sum(moved.values()), "by_reason": dict(moved)})
     return 0

@@ -7,14 +7,14 @@
     import    validate a labelled JSONL file and put it under the bucket's labels/ prefix
 
 AWS comes from boto3's defaults, so the same commands work against an account and against
-the offline stack (AWS_ENDPOINT_URL). Resource names come from flags or the environment.
+the offline stack (AWS_ENDPOINT_URL). Resource names come from flags, the environment, or
+the stack's outputs (`--stack-name`; tools/stack.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,13 +29,13 @@ from categorizer.finetune.dataset import SourceLine, parse_labelled
 from categorizer.finetune.errors import DatasetInvalid
 from categorizer.finetune.models import PipelineConfig
 from categorizer.taxonomy import bundled_taxonomy
+from tools.stack import StackOutputs, add_stack_argument
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
     from mypy_boto3_stepfunctions.type_defs import HistoryEventTypeDef
 
 Emit = Callable[[str], None]
-DEFAULT_PARAMETER = "/article-categorizer/active-model"
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -52,6 +52,8 @@ def run_input(args: argparse.Namespace) -> dict[str, Any]:
             document[name] = getattr(args, name)
     if args.force_promote:
         document["force_promote"] = True
+    if args.backfill_after_promote is not None:
+        document["backfill_after_promote"] = {"all": True, "max_cost_usd": args.backfill_after_promote}
     PipelineConfig.model_validate(document)
     return document
 
@@ -101,7 +103,8 @@ def describe_step(name: str, output: dict[str, Any]) -> str:
         )
     if name == "Promote":
         p = output["promotion"]
-        return f"{'promoted' if p['promoted'] else 'not promoted'}: {p['reason']}"
+        started = f"; started backfill {p['backfill_execution_arn']}" if p.get("backfill_execution_arn") else ""
+        return f"{'promoted' if p['promoted'] else 'not promoted'}: {p['reason']}{started}"
     return "done"
 
 
@@ -139,24 +142,15 @@ def import_labels(s3: Any, bucket: str, path: Path, key: str, taxonomy_version: 
     return len(articles)
 
 
-def _require(value: str | None, flag: str, variable: str) -> str:
-    if not value:
-        raise SystemExit(f"error: {flag} is required (or set {variable})")
-    return value
-
-
 def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.finetune", description=__doc__.split("\n\n")[0])
+    add_stack_argument(parser)
     parser.add_argument(
-        "--state-machine-arn",
-        default=os.environ.get("FINETUNE_STATE_MACHINE_ARN"),
-        help="(or FINETUNE_STATE_MACHINE_ARN)",
+        "--state-machine-arn", help="(or FINETUNE_STATE_MACHINE_ARN; default the stack's FineTuneStateMachineArn)"
     )
-    parser.add_argument("--bucket", default=os.environ.get("PIPELINE_BUCKET"), help="(or PIPELINE_BUCKET)")
+    parser.add_argument("--bucket", help="(or PIPELINE_BUCKET; default the stack's PipelineBucketName)")
     parser.add_argument(
-        "--parameter",
-        default=os.environ.get("ACTIVE_MODEL_PARAMETER", DEFAULT_PARAMETER),
-        help="active-model parameter",
+        "--parameter", help="active-model parameter (or ACTIVE_MODEL_PARAMETER; default the stack's output)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -173,6 +167,12 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     start.add_argument("--max-polls", type=int)
     start.add_argument("--max-cost-usd", type=float, help="lower the deployed cost guard for this run")
     start.add_argument("--force-promote", action="store_true", help="promote even if top-1 is lower")
+    start.add_argument(
+        "--backfill-after-promote",
+        type=float,
+        metavar="MAX_COST_USD",
+        help="once promoted, re-categorise every stored article with the new model (Batch API, at most this cost)",
+    )
     start.add_argument("--name", help="execution name (default: finetune-<UTC time>)")
     start.add_argument("--no-follow", action="store_true")
 
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     importing.add_argument("--taxonomy-version", help="also check every category id against this taxonomy")
 
     args = parser.parse_args(argv)
+    stack = StackOutputs(args.stack_name)
     if args.command == "start":
-        arn = _require(args.state_machine_arn, "--state-machine-arn", "FINETUNE_STATE_MACHINE_ARN")
+        arn = stack.resolve(args.state_machine_arn, "FINETUNE_STATE_MACHINE_ARN", "FineTuneStateMachineArn")
         try:
             document = run_input(args)
         except ValidationError as error:
@@ -207,26 +208,28 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
         emit(f"SUCCEEDED in {(result['stopDate'] - result['startDate']).total_seconds():.1f}s")
         return 0
     if args.command == "list":
-        arn = _require(args.state_machine_arn, "--state-machine-arn", "FINETUNE_STATE_MACHINE_ARN")
+        arn = stack.resolve(args.state_machine_arn, "FINETUNE_STATE_MACHINE_ARN", "FineTuneStateMachineArn")
         runs = boto3.client("stepfunctions").list_executions(stateMachineArn=arn, maxResults=args.max)["executions"]
         for run in runs:
             stop = run.get("stopDate")
             emit(f"{run['name']}\t{run['status']}\t{run['startDate'].isoformat()}\t{stop.isoformat() if stop else '-'}")
         return 0
     ssm = boto3.client("ssm")
+    if args.command in ("rollback", "active"):
+        parameter = stack.resolve(args.parameter, "ACTIVE_MODEL_PARAMETER", "ActiveModelParameterName")
     if args.command == "rollback":
         try:
-            record = rollback_active_model(ssm, args.parameter)
+            record = rollback_active_model(ssm, parameter)
         except LookupError as error:
             emit(f"error: {error}")
             return 1
         emit(f"active model is now {record.model_id} (taxonomy {record.taxonomy_version})")
         return 0
     if args.command == "active":
-        for version, record in active_model_history(ssm, args.parameter):
+        for version, record in active_model_history(ssm, parameter):
             emit(f"v{version}\t{record.model_dump_json()}")
         return 0
-    bucket = _require(args.bucket, "--bucket", "PIPELINE_BUCKET")
+    bucket = stack.resolve(args.bucket, "PIPELINE_BUCKET", "PipelineBucketName")
     key = args.key or f"labels/{args.file.name}"
     try:
         count = import_labels(boto3.client("s3"), bucket, args.file, key, args.taxonomy_version)

@@ -1,7 +1,8 @@
 """`python -m tools publish FILE.jsonl`: sign and send articles to `POST /articles` (backfills, manual tests).
 
-The shared secret comes from Secrets Manager (`--secret-arn`, or WEBHOOK_SECRET_ARN) or from the
-WEBHOOK_SECRET environment variable; never from the command line, where `ps` would show it.
+The shared secret comes from Secrets Manager (`--secret-arn`, or WEBHOOK_SECRET_ARN, or the stack's
+WebhookSecretArn output) or from the WEBHOOK_SECRET environment variable; never from the command
+line, where `ps` would show it. The URL is `--url`, INGEST_URL or the stack's IngestUrl output.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import boto3
 import httpx2
 
 from categorizer.ingest import signature_headers, webhook_secrets
+from tools.stack import StackOutputs, add_stack_argument
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 599})  # 599: no HTTP response at all
 
@@ -44,14 +46,13 @@ class PublishSummary:
         }
 
 
-def load_secret(secret_arn: str | None) -> bytes:
-    if secret_arn:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-        return webhook_secrets(value)[0]
+def load_secret(secret_arn: str | None, stack: StackOutputs) -> bytes:
     plain = os.environ.get("WEBHOOK_SECRET")
-    if not plain:
-        raise SystemExit("give --secret-arn (or WEBHOOK_SECRET_ARN), or set WEBHOOK_SECRET")
-    return webhook_secrets(plain)[0]
+    if plain and not secret_arn and not os.environ.get("WEBHOOK_SECRET_ARN"):
+        return webhook_secrets(plain)[0]
+    arn = stack.resolve(secret_arn, "WEBHOOK_SECRET_ARN", "WebhookSecretArn")
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    return webhook_secrets(value)[0]
 
 
 def read_batches(path: Path, batch_size: int) -> Iterator[list[Any]]:
@@ -68,7 +69,7 @@ def read_batches(path: Path, batch_size: int) -> Iterator[list[Any]]:
 
 
 def post(client: httpx2.Client, url: str, secret: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
-    headers = {"Content-Type": "application/json", **signature_headers(secret, body)}
+    headers = {"Content-Type": "application/json", **signature_headers(secret, body, url)}
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx2.TransportError as error:
@@ -118,16 +119,19 @@ def publish(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools publish", description=__doc__)
     parser.add_argument("file", type=Path, help="JSON Lines, one article (or CMS webhook item) per line")
-    parser.add_argument("--url", default=os.environ.get("INGEST_URL"), help="…/articles (or INGEST_URL)")
-    parser.add_argument("--secret-arn", default=os.environ.get("WEBHOOK_SECRET_ARN"))
+    add_stack_argument(parser)
+    parser.add_argument("--url", help="…/articles (or INGEST_URL; default the stack's IngestUrl output)")
+    parser.add_argument("--secret-arn", help="(or WEBHOOK_SECRET_ARN; default the stack's WebhookSecretArn output)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--format", default="generic", help="payload adapter (generic, wordpress)")
     args = parser.parse_args(argv)
-    if not args.url or not args.url.startswith(("https://", "http://")):
-        parser.error("give an http(s) --url or set INGEST_URL")
-    url = args.url if args.format == "generic" else f"{args.url}?format={args.format}"
+    stack = StackOutputs(args.stack_name)
+    ingest_url = stack.resolve(args.url, "INGEST_URL", "IngestUrl")
+    if not ingest_url.startswith(("https://", "http://")):
+        parser.error(f"not an http(s) URL: {ingest_url}")
+    url = ingest_url if args.format == "generic" else f"{ingest_url}?format={args.format}"
     with httpx2.Client(timeout=30.0) as client:
-        summary = publish(client, url, load_secret(args.secret_arn), read_batches(args.file, args.batch_size))
+        summary = publish(client, url, load_secret(args.secret_arn, stack), read_batches(args.file, args.batch_size))
     json.dump(summary.to_json(), sys.stdout, indent=2, ensure_ascii=False)
     print()
     return 0 if summary.rejected == 0 and summary.failed == 0 else 1

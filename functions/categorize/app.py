@@ -8,11 +8,12 @@ reported as a batch item failure until its last receive, then dead-lettered with
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import boto3
 import httpx2
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
@@ -30,15 +31,19 @@ from categorizer.config import CategorizeSettings
 from categorizer.dlq import DeadLetterQueue
 from categorizer.errors import PermanentError, redact
 from categorizer.limiter import RateLimiter
-from categorizer.models import ArticleEvent, describe_validation_error
+from categorizer.models import ArticleEvent, describe_validation_error, is_article_id
 from categorizer.openai_client import OpenAIClientProvider
 from categorizer.pricing import Prices
-from categorizer.service import CategorizeService, Outcome
+from categorizer.service import BatchScope, CategorizeService, Outcome
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
+from categorizer.textstore import TextStore
 
 # Time kept back from each record's deadline to dead-letter or report it before Lambda's timeout.
 DEADLINE_MARGIN_SECONDS = 3.0
+# A record's validation (JSON, HTML to text, normalisation) takes at most ~0.03 s of CPU at the
+# size limits (`make bench-parse`); one that runs this long is dead-lettered as validation_timeout.
+VALIDATION_SECONDS = 10.0
 
 logger = Logger()
 tracer = Tracer()
@@ -46,10 +51,14 @@ metrics = Metrics()
 
 settings = CategorizeSettings.from_env()
 limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+# Clients are thread-safe (resources are not): one serves the records' text writes.
+s3 = boto3.client("s3")
 
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
     limiter.observe(response.headers, response.status_code)
+    # Every response, retries included: the denominator of the 429-rate alarm (docs/operations.md).
+    metrics.add_metric(name="OpenAIRequests", unit=MetricUnit.Count, value=1)
     if response.status_code == 429:
         metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
 
@@ -65,8 +74,11 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
             prices=Prices.from_env(),
             limiter=limiter,
         ),
+        TextStore(lambda: s3, settings.text_bucket),
         input_token_budget=settings.input_token_budget,
         low_confidence_threshold=settings.low_confidence_threshold,
+        claim_seconds=settings.claim_seconds,
+        claim_wait_seconds=settings.claim_wait_seconds,
     )
 
 
@@ -98,6 +110,12 @@ async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_coun
         receive_count=receive_count,
     )
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
+    # The same count with a reason dimension (the dashboard's "dead letters by reason"). EMF gives
+    # every metric of one blob the same dimensions, so this one goes out as its own blob.
+    with single_metric(
+        name="DeadLettered", unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
+    ) as by_reason:
+        by_reason.add_dimension(name="reason", value=reason)
     logger.warning("dead-lettered", extra={**_log_keys(record), "reason": reason, "detail": redact(detail)})
 
 
@@ -119,6 +137,12 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
         metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=call.completion_tokens)
         metrics.add_metric(name="EstimatedCostMicroUSD", unit=MetricUnit.Count, value=call.cost_usd * 1e6)
         metrics.add_metric(name="OpenAILatency", unit=MetricUnit.Milliseconds, value=call.latency_ms)
+        metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=result.probability)
+        metrics.add_metric(name="Coverage", unit=MetricUnit.NoUnit, value=result.coverage)
+        # How long the call queued for this instance's share of the OpenAI limits: a wait that
+        # grows while OpenAILatency does not says the share, not OpenAI, holds the rate back
+        # (docs/design.md invariant 7; docs/capacity.md).
+        metrics.add_metric(name="LimiterWait", unit=MetricUnit.Milliseconds, value=call.limiter_wait_ms)
         if result.needs_review:
             metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
         log |= {
@@ -131,39 +155,52 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
     logger.info("article processed", extra=log)
 
 
-async def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+async def _transient_failure(record: SQSRecord, error: Exception, receive_count: int) -> None:
+    """Dead-lettered on the last receive, with the error as its reason's detail; raised (retried) before."""
+    if receive_count >= settings.max_receive_count:
+        await _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
+        return
+    logger.warning(
+        "transient failure; the record will be retried",
+        extra={**_log_keys(record), "receive_count": receive_count, "error": redact(repr(error))},
+    )
+    raise error
+
+
+async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope: BatchScope) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
+    # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
+    # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
+    # transient failure instead. Validation (HTML parsing included) runs under the same deadline,
+    # in a thread, so one record's body never holds up its neighbours on the event loop.
+    budget = max(lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS, 0.1)
+    deadline = asyncio.get_running_loop().time() + budget
+    validation_bound = min(VALIDATION_SECONDS, budget)
     try:
-        article = ArticleEvent.model_validate_json(record.body)
+        async with asyncio.timeout(validation_bound):
+            article = await asyncio.to_thread(ArticleEvent.model_validate_json, record.body)
     except ValidationError as error:
         await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
-    # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
-    # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
-    # transient failure instead.
-    budget = lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+    except TimeoutError as error:
+        if validation_bound == VALIDATION_SECONDS:  # the whole bound was available: the body itself is the cause
+            detail = f"validating the message took longer than {VALIDATION_SECONDS:.0f} s"
+            await _dead_letter(record, "validation_timeout", detail, receive_count)
+            return
+        await _transient_failure(record, error, receive_count)  # the invocation itself ran out of time
+        return
     try:
-        async with asyncio.timeout(max(budget, 0.1)):
+        async with asyncio.timeout_at(deadline):
             active = await asyncio.to_thread(
                 read_active_model, settings.active_model_parameter, settings.config_cache_seconds
             )
-            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version))
+            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
     except PermanentError as error:
         await _dead_letter(record, error.reason, error.detail, receive_count)
         return
     except Exception as error:
-        if receive_count >= settings.max_receive_count:
-            await _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
-            return
-        logger.warning(
-            "transient failure; the record will be retried",
-            extra={
-                **_log_keys(record),
-                "receive_count": receive_count,
-                "error": redact(repr(error)),
-            },
-        )
-        raise
+        await _transient_failure(record, error, receive_count)
+        return
     _record_outcome(record, article, outcome)
 
 
@@ -174,5 +211,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     if not event.get("Records"):  # Powertools rejects an empty batch as an unknown event type
         return {"batchItemFailures": []}
     return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event,
+        record_handler=functools.partial(record_handler, scope=_batch_scope(event["Records"])),
+        processor=processor,
+        context=context,
     )
+
+
+def _batch_scope(records: list[dict[str, Any]]) -> BatchScope:
+    """The batch's rows in one BatchGetItem, keyed by the article_id attribute ingest sets on each message.
+
+    A failed read costs only the shortcut: each record then reads its own row.
+    """
+    ids = [
+        value
+        for record in records
+        if is_article_id(value := record.get("messageAttributes", {}).get("article_id", {}).get("stringValue"))
+    ]
+    try:
+        return service.batch_scope(ids)
+    except Exception as error:
+        logger.warning("batch read failed; records read their rows one by one", extra={"error": redact(repr(error))})
+        return BatchScope()

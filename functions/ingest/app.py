@@ -18,6 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from categorizer.config import IngestSettings
@@ -34,7 +35,15 @@ tracer = Tracer()
 metrics = Metrics()
 
 settings = IngestSettings.from_env()
-queue = ArticleQueue(boto3.client("sqs"), settings.article_queue_url)
+# botocore retries a SendMessageBatch call that fails as a whole (throttling, 5xx, connection
+# errors), with jittered exponential backoff and a retry quota that stops retrying while most
+# calls fail. "standard", not "adaptive": adaptive adds a client-side rate limiter per container
+# that delays later calls after a throttle, where this synchronous webhook would rather answer
+# 503 and let the CMS resend; API Gateway throttling already bounds the request rate. Entries
+# failed inside a successful response are ArticleQueue's to retry (botocore does not look there).
+# total_max_attempts counts the first call (botocore's `max_attempts` would count retries only).
+sqs = boto3.client("sqs", config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+queue = ArticleQueue(sqs, settings.article_queue_url)
 limits = WebhookLimits(
     max_request_bytes=settings.max_request_bytes,
     max_batch_items=settings.max_batch_items,
@@ -66,7 +75,9 @@ def post_articles() -> Response[str]:
     request = WebhookRequest(
         headers=event.headers,
         body=body,
-        query=event.query_string_parameters,
+        method=event.http_method,
+        path=event.raw_path,
+        query=event.raw_query_string,
         correlation_id=logger.get_correlation_id(),
     )
     try:

@@ -1,4 +1,4 @@
-"""The active-model record (DESIGN.md invariant 2), an SSM parameter holding JSON.
+"""The active-model record (docs/design.md invariant 2), an SSM parameter holding JSON.
 
 The categorize function reads it through Powertools parameters with a cache TTL, so a
 promotion takes effect without a redeploy. Every write is a new parameter version, so the

@@ -1,4 +1,4 @@
-"""Decoding one completion token's top_logprobs into a ranking (DESIGN.md invariant 3)."""
+"""Decoding one completion token's top_logprobs into a ranking (docs/design.md invariant 3)."""
 
 from __future__ import annotations
 

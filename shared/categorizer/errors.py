@@ -1,4 +1,4 @@
-"""Failure classes that decide where a record goes (DESIGN.md invariant 4).
+"""Failure classes that decide where a record goes (docs/design.md invariant 4).
 
 A `PermanentError` can never succeed on retry: the record goes to the DLQ at once with
 `reason`. Anything else is transient: it is retried (batch item failure) until the

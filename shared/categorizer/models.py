@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeGuard
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -23,12 +25,32 @@ MAX_TITLE_CHARS = 1_000
 # SQS messages are at most 256 KiB; the body limit leaves room for the rest of the event.
 MAX_BODY_CHARS = 200_000
 MAX_URL_CHARS = 2_048
+MAX_ARTICLE_ID_CHARS = 256
+MAX_SITE_CHARS = 256
+# BCP 47 (RFC 5646 section 4.4.1): a tag of up to 35 characters must be supported; longer ones are refused.
+MAX_LANGUAGE_CHARS = 35
 
-_ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$"
+# Segments separated by `/`, each starting with a letter or digit: no empty, `.` or `..` segment,
+# so an id is safe as an S3 key or a path (the text store, erasure) and never trimmed or rewritten.
+_ID_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._:@+=-]*"
+_ARTICLE_ID = rf"^{_ID_SEGMENT}(?:/{_ID_SEGMENT})*$"
 _LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 (except tab, LF, CR), DEL and C1: none is text.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# RFC 3339 date-time (section 5.6) with its time zone; a bare number or a date alone is refused.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# Revisions are milliseconds since 1970 (0 … 2**53, like `version`): an earlier time has none.
+_EARLIEST_UPDATE = datetime(1970, 1, 1, tzinfo=UTC)
 
-ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID)]
+ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID, max_length=MAX_ARTICLE_ID_CHARS)]
+_ARTICLE_ID_MATCH = re.compile(_ARTICLE_ID)
+
+
+def is_article_id(value: object) -> TypeGuard[str]:
+    """The event model's rule for an article id, for row reads made before a record is validated."""
+    return isinstance(value, str) and len(value) <= MAX_ARTICLE_ID_CHARS and _ARTICLE_ID_MATCH.match(value) is not None
 
 
 def _reject_control_characters(value: str) -> str:
@@ -38,6 +60,35 @@ def _reject_control_characters(value: str) -> str:
     return value
 
 
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host, no whitespace or control characters, no credentials."""
+    _reject_control_characters(value)
+    if any(character.isspace() for character in value):
+        raise ValueError("must not contain whitespace (percent-encode it)")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    if "@" in parts.netloc:
+        # Stored rows are served to readers: a URL never carries user:password.
+        raise ValueError("must not carry credentials (user:password@)")
+    return value
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only an RFC 3339 string (or, from Python, a datetime): no bare numbers, no dates alone."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("must be an RFC 3339 date-time with a time zone, e.g. 2026-11-25T08:00:00Z")
+        return datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-11-25T08:00:00Z")
+
+
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+UpdatedAt = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 class ArticleEvent(BaseModel):
     """One article as published by the CMS: the SQS message body and the ingest payload item.
 
@@ -45,30 +96,42 @@ class ArticleEvent(BaseModel):
     `updated_at` in milliseconds; one of the two is required.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # Strict: a string where a number belongs ("version": "7"), true for 1, 7.0 for 7 are refused,
+    # not coerced. Nothing is trimmed: an id or URL with surrounding spaces is refused, not
+    # silently made equal to another one; title, body and site are normalised text anyway.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     article_id: ArticleId
-    url: str = Field(min_length=1, max_length=MAX_URL_CHARS, pattern=r"^https?://\S+$")
+    url: HttpUrl = Field(min_length=1, max_length=MAX_URL_CHARS)
     title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     body_format: Literal["text", "html", "auto"] = "auto"
-    language: Annotated[str, StringConstraints(pattern=_LANGUAGE_TAG)] | None = None
+    language: Annotated[str, StringConstraints(pattern=_LANGUAGE_TAG, max_length=MAX_LANGUAGE_CHARS)] | None = None
     version: int | None = Field(default=None, ge=0, le=2**53)
-    updated_at: datetime | None = None
-    site: str | None = Field(default=None, max_length=256)
+    updated_at: UpdatedAt | None = None
+    site: str | None = Field(default=None, min_length=1, max_length=MAX_SITE_CHARS)
 
     _text: str = PrivateAttr(default="")
 
     @field_validator("title", "body", "site")
     @classmethod
-    def _no_control_characters(cls, value: str | None) -> str | None:
-        return None if value is None else _reject_control_characters(value)
+    def _text_without_control_characters(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = _reject_control_characters(value).strip()
+        if not text:
+            raise ValueError("has no text")
+        return text
 
     @field_validator("updated_at")
     @classmethod
     def _timezone_aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
+        if value < _EARLIEST_UPDATE:
+            raise ValueError("must be 1970-01-01T00:00:00Z or later (revisions count milliseconds since then)")
         return value
 
     @model_validator(mode="after")
@@ -79,8 +142,6 @@ class ArticleEvent(BaseModel):
         self._text = html_to_text(self.body) if is_html else normalize_text(self.body)
         if not self._text:
             raise ValueError("body has no text once HTML markup, scripts and styles are removed")
-        if not normalize_text(self.title):
-            raise ValueError("title has no text")
         return self
 
     @property
@@ -101,6 +162,10 @@ class Prediction(BaseModel):
     category_id: str
     name: str
     probability: float = Field(ge=0.0, le=1.0)
+
+
+# Which path wrote a row: the live categorize function or the Batch API backfill (docs/backfill.md).
+ResultSource = Literal["live", "batch"]
 
 
 class CategorizationResult(BaseModel):
@@ -126,6 +191,7 @@ class CategorizationResult(BaseModel):
     title: str
     site: str | None = None
     language: str | None = None
+    source: ResultSource = "live"
     categorized_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

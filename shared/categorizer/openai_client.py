@@ -62,6 +62,8 @@ class OpenAIClientProvider:
         )
         return openai.AsyncOpenAI(
             api_key=api_key_from_secret(str(secret)),
+            # Always given: left to the SDK, an empty OPENAI_BASE_URL would become the base URL.
+            base_url=self._settings.openai_base_url,
             timeout=self._settings.openai_timeout_seconds,
             max_retries=self._settings.openai_max_retries,
             http_client=http_client,

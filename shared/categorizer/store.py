@@ -1,14 +1,20 @@
-"""ResultsTable adapter: one row per article, its latest revision (invariants 5 and 6)."""
+"""ResultsTable adapter: one row per article, its latest revision (docs/design.md invariants 5 and 6).
+
+A row without `revision` is a claim, not a result: a categorize record that is about to call
+OpenAI for an article the table has no result for (see `claim`). Readers skip such rows.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from categorizer.models import CategorizationResult
@@ -17,11 +23,82 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
+# DynamoDB's item size limit (Developer Guide, "Service, account, and table quotas").
+DYNAMODB_MAX_ITEM_BYTES = 400 * 1024
+# A number takes at most 21 bytes (Developer Guide, "Item sizes"); lists and maps 3 bytes plus
+# 1 per element on top of their elements.
+_NUMBER_BYTES = 21
+_CONTAINER_BYTES = 3
+
+
+def item_bytes(item: Mapping[str, Any]) -> int:
+    """An upper bound of an item's size as DynamoDB counts it: names and values, strings in UTF-8."""
+    return sum(len(name.encode("utf-8")) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float | Decimal):
+        return _NUMBER_BYTES
+    if isinstance(value, Mapping):
+        return _CONTAINER_BYTES + len(value) + item_bytes(value)
+    if isinstance(value, list | tuple):
+        return _CONTAINER_BYTES + sum(1 + _value_bytes(element) for element in value)
+    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
+
+
+def result_item(result: CategorizationResult) -> dict[str, Any]:
+    """The row as written: the result's JSON with numbers as Decimal."""
+    item: dict[str, Any] = json.loads(result.model_dump_json(), parse_float=Decimal)
+    return item
+
+
 @dataclass(frozen=True)
-class StoredState:
-    revision: int
+class Claim:
+    """Someone is classifying this content with this model until `expires_at` (epoch seconds)."""
+
     content_hash: str
     model_id: str
+    expires_at: float
+
+    def covers(self, content_hash: str, model_id: str, now: float) -> bool:
+        return self.content_hash == content_hash and self.model_id == model_id and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the skip rules read of a row: the result's revision and fingerprint, and any live claim."""
+
+    revision: int | None  # None: no result yet (a claim-only row)
+    content_hash: str | None
+    model_id: str | None
+    claim: Claim | None = None
+
+    def unchanged(self, content_hash: str, model_id: str) -> bool:
+        return self.content_hash == content_hash and self.model_id == model_id
+
+
+_STATE_ATTRIBUTES = "article_id, revision, content_hash, model_id, claim_hash, claim_model, claim_expires_at"
+# BatchGetItem reads at most 100 keys per call.
+_BATCH_GET_KEYS = 100
+_UNPROCESSED_RETRIES = 5
+_DESERIALIZER = TypeDeserializer()
+
+
+def _state(item: Mapping[str, Any]) -> StoredState:
+    claim = None
+    if "claim_expires_at" in item:
+        claim = Claim(str(item["claim_hash"]), str(item["claim_model"]), float(str(item["claim_expires_at"])))
+    revision = item.get("revision")
+    return StoredState(
+        int(str(revision)) if revision is not None else None,
+        str(item["content_hash"]) if "content_hash" in item else None,
+        str(item["model_id"]) if "model_id" in item else None,
+        claim,
+    )
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -44,22 +121,113 @@ class ResultStore:
 
     def state(self, article_id: str) -> StoredState | None:
         response = self._table.get_item(
-            Key={"article_id": article_id},
-            ProjectionExpression="revision, content_hash, model_id",
-            ConsistentRead=True,
+            Key={"article_id": article_id}, ProjectionExpression=_STATE_ATTRIBUTES, ConsistentRead=True
         )
         item = response.get("Item")
-        if item is None:
-            return None
-        return StoredState(int(str(item["revision"])), str(item["content_hash"]), str(item["model_id"]))
+        return None if item is None else _state(item)
+
+    def states(self, article_ids: Iterable[str]) -> dict[str, StoredState | None]:
+        """The rows of many articles in BatchGetItem calls (consistent reads); None where there is none."""
+        wanted = list(dict.fromkeys(article_ids))
+        found: dict[str, StoredState | None] = dict.fromkeys(wanted)
+        # The table's client is the resource's: it (de)serialises attribute values itself.
+        resource = self._table.meta.client
+        table_name = self._table.name
+        for start in range(0, len(wanted), _BATCH_GET_KEYS):
+            keys = wanted[start : start + _BATCH_GET_KEYS]
+            request: Mapping[str, Any] = {
+                table_name: {
+                    "Keys": [{"article_id": article_id} for article_id in keys],
+                    "ProjectionExpression": _STATE_ATTRIBUTES,
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(_UNPROCESSED_RETRIES + 1):
+                response = resource.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(table_name, []):
+                    found[str(item["article_id"])] = _state(item)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                # DynamoDB returns unprocessed keys under load; back off before asking again.
+                time.sleep(0.05 * 2**attempt)
+            if request:
+                raise RuntimeError(f"BatchGetItem left {len(request[table_name]['Keys'])} keys unprocessed")
+        return found
+
+    def claim(
+        self, article_id: str, revision: int, content_hash: str, model_id: str, ttl_seconds: float
+    ) -> Claim | StoredState | None:
+        """Claim the OpenAI call for this content and model, or the row that refused it (None: no row).
+
+        Refused when the row holds a newer result, already holds this content and model (no call
+        needed), or someone holds a live claim for this content and model (a call is under way).
+        A claim for other content is overridden: both calls are needed, and the conditional write
+        keeps the newer revision.
+        """
+        now = time.time()
+        claim = Claim(content_hash, model_id, now + ttl_seconds)
+        try:
+            self._table.update_item(
+                Key={"article_id": article_id},
+                UpdateExpression="SET claim_hash = :hash, claim_model = :model, claim_expires_at = :expires",
+                ConditionExpression=(
+                    "(attribute_not_exists(revision) OR revision <= :revision)"
+                    " AND NOT (content_hash = :hash AND model_id = :model)"
+                    " AND (attribute_not_exists(claim_expires_at) OR claim_expires_at < :now"
+                    " OR claim_hash <> :hash OR claim_model <> :model)"
+                ),
+                ExpressionAttributeValues={
+                    ":revision": revision,
+                    ":hash": content_hash,
+                    ":model": model_id,
+                    ":expires": Decimal(str(round(claim.expires_at, 3))),
+                    ":now": Decimal(str(round(now, 3))),
+                },
+                # The refusing row comes back with the failure: no second read to learn why.
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                item: Mapping[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+                return _state(_plain(item)) if item else None
+            raise
+        return Claim(content_hash, model_id, float(Decimal(str(round(claim.expires_at, 3)))))
+
+    def release(self, article_id: str, claim: Claim) -> None:
+        """Give a claim up (the call failed): others may claim at once instead of after expiry."""
+        held: dict[str, str | Decimal] = {":hash": claim.content_hash, ":expires": Decimal(str(claim.expires_at))}
+        try:
+            # A claim-only row goes; a result row only loses the claim.
+            self._table.delete_item(
+                Key={"article_id": article_id},
+                ConditionExpression=(
+                    "attribute_not_exists(revision) AND claim_hash = :hash AND claim_expires_at = :expires"
+                ),
+                ExpressionAttributeValues=held,
+            )
+            return
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+        try:
+            self._table.update_item(
+                Key={"article_id": article_id},
+                UpdateExpression="REMOVE claim_hash, claim_model, claim_expires_at",
+                ConditionExpression="claim_hash = :hash AND claim_expires_at = :expires",
+                ExpressionAttributeValues=held,
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
 
     def put_if_not_older(self, result: CategorizationResult) -> bool:
         """Write unless the table holds a newer revision; False when the write was stale."""
-        item: dict[str, Any] = json.loads(result.model_dump_json(), parse_float=Decimal)
         try:
             self._table.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(article_id) OR revision <= :revision",
+                Item=result_item(result),
+                # A claim-only row has no revision: the result replaces it, claim and all.
+                ConditionExpression="attribute_not_exists(revision) OR revision <= :revision",
                 ExpressionAttributeValues={":revision": result.revision},
             )
         except ClientError as error:
@@ -82,3 +250,12 @@ class ResultStore:
                 return False
             raise
         return True
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item of a ConditionalCheckFailed error as the resource API returns items.
+
+    boto3's resource layer deserialises successful responses only; the item an error carries
+    (ReturnValuesOnConditionCheckFailure) keeps DynamoDB's typed form.
+    """
+    return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}

@@ -1,4 +1,4 @@
-"""Taxonomies: label number 0–999 ↔ category id ↔ name (DESIGN.md invariant 2).
+"""Taxonomies: label number 0–999 ↔ category id ↔ name (docs/design.md invariant 2).
 
 A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name}]}`)
 or TSV (header `label<TAB>id<TAB>name`, version from the file name). Every label must be
@@ -133,22 +133,3 @@ def bundled_taxonomy(version: str) -> Taxonomy:
             return taxonomy
     known = ", ".join(sorted(load_taxonomy_file(p).version for p in BUNDLED_DIR.glob("*.json")))
     raise TaxonomyError(f"unknown taxonomy version {version!r}; bundled: {known}")
-
-
-def iab_tsv_to_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of the IAB Content Taxonomy 3.1 TSV as {label, id, name}, labels in file order.
-
-    The name is the tier path ("Attractions > Amusement and Theme Parks"), so sibling names
-    stay distinct for people reading results.
-    """
-    rows: list[dict[str, str]] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        next(reader)  # the file has two header rows
-        next(reader)
-        for record in reader:
-            if not record or not record[0].strip():
-                continue
-            tiers = [tier.strip() for tier in record[3:7] if tier.strip()]
-            rows.append({"label": str(len(rows)), "id": record[0].strip(), "name": " > ".join(tiers)})
-    return rows

@@ -1,4 +1,4 @@
-"""Decoding the one completion token's top_logprobs (DESIGN.md invariant 3)."""
+"""Decoding the one completion token's top_logprobs (docs/design.md invariant 3)."""
 
 from __future__ import annotations
 

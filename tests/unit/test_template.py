@@ -10,17 +10,13 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE: dict[str, Any] = cfn_yaml.load(str(REPO / "template.yaml"))
-PARAMETERS: dict[str, Any] = TEMPLATE.get("Parameters", {})
-RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-GLOBAL_FUNCTION: dict[str, Any] = TEMPLATE.get("Globals", {}).get("Function", {})
+from tests.support.paths import REPO
+from tests.support.template import FUNCTIONS, GLOBAL_FUNCTION, PARAMETERS, RESOURCES, STATE_MACHINES, of_type
+
 SAMCONFIG = REPO / "samconfig.toml"
 
 # Literal credentials that must never sit in a template: OpenAI keys, AWS access keys, PEM
@@ -30,15 +26,9 @@ SECRET_NAME = re.compile(r"api_?key|secret|password|passphrase", re.IGNORECASE)
 SECRETS_MANAGER_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:openai-AbCdEf"
 
 
-def _of_type(kind: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in RESOURCES.items() if res["Type"] == kind}
-
-
-FUNCTIONS = _of_type("AWS::Serverless::Function")
-QUEUES = _of_type("AWS::SQS::Queue")
-TABLES = _of_type("AWS::DynamoDB::Table")
-LAYERS = _of_type("AWS::Serverless::LayerVersion")
-STATE_MACHINES = _of_type("AWS::Serverless::StateMachine")
+QUEUES = of_type("AWS::SQS::Queue")
+TABLES = of_type("AWS::DynamoDB::Table")
+LAYERS = of_type("AWS::Serverless::LayerVersion")
 
 
 def _prop(function: Mapping[str, Any], name: str) -> Any:
@@ -96,7 +86,7 @@ def _concurrency_pairs() -> list[tuple[str, Any, Any]]:
     for name, function, event in _sqs_events():
         reserved = _prop(function, "ReservedConcurrentExecutions")
         maximum = event.get("ScalingConfig", {}).get("MaximumConcurrency")
-        assert reserved is not None, f"{name}: an SQS consumer needs reserved concurrency (invariant 7)"
+        assert reserved is not None, f"{name}: an SQS consumer needs reserved concurrency (docs/design.md invariant 7)"
         assert maximum is not None, f"{name}: an SQS event source needs ScalingConfig.MaximumConcurrency"
         pairs.append((name, reserved, maximum))
     return pairs

@@ -8,18 +8,14 @@ a role can touch.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
-from samtranslator.translator.transform import transform
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE: dict[str, Any] = cfn_yaml.load(str(REPO / "template.yaml"))
-SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:test-AbCdEf"
+from tests.support.paths import REPO
+from tests.support.template import DEPLOYED, TEMPLATE
 
 # Actions that support no resource-level permission: "*" is the narrowest resource there is.
 RESOURCE_WILDCARD_ONLY = re.compile(
@@ -36,29 +32,6 @@ SECRET_VALUE = re.compile(
 SECRET_KEY_NAME = re.compile(r"api_?key|secret|password|passphrase|token", re.IGNORECASE)
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
-def _deployed_template() -> dict[str, Any]:
-    """The template after the SAM transform, code locations replaced as `sam package` would."""
-    document = json.loads(json.dumps(TEMPLATE))
-    for resource in document["Resources"].values():
-        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
-            if key in resource.get("Properties", {}):
-                resource["Properties"][key] = "s3://artifacts/key"
-    parameters = {
-        name: SECRET_ARN
-        for name, spec in document.get("Parameters", {}).items()
-        if "Default" not in spec and "secretsmanager" in spec.get("AllowedPattern", "")
-    }
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    transformed: dict[str, Any] = transform(document, parameters, _NoManagedPolicies())
-    return transformed
-
-
-DEPLOYED = _deployed_template()
 ROLES = {name: r for name, r in DEPLOYED["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
 
 
@@ -165,7 +138,7 @@ def test_every_checkov_suppression_gives_a_reason() -> None:
 
 
 def _scanned_files() -> list[Path]:
-    roots = [REPO / "events", REPO / "docs", REPO / "local" / "demo"]
+    roots = [REPO / "events", REPO / "docs", REPO / "devstack" / "local" / "demo"]
     files = [p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file()]
     files += [p for p in (REPO / "samconfig.toml", REPO / "README.md", REPO / "template.yaml") if p.is_file()]
     return files

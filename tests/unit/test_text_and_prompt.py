@@ -1,4 +1,4 @@
-"""Article text, the input budget, the event model and prompt parity (invariant 1)."""
+"""Article text, the input budget, the event model and prompt parity (docs/design.md invariant 1)."""
 
 from __future__ import annotations
 

@@ -14,14 +14,9 @@ import pytest
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
 from categorizer.taxonomy import bundled_taxonomy
-from local.lambda_shapes import LambdaContext, sqs_event
-from tests.unit.categorize.conftest import (
-    MODEL_ID,
-    TAXONOMY_VERSION,
-    FakeOpenAI,
-    Stack,
-    article,
-)
+from tests.support.categorize import ACTIVE_MODEL_PARAMETER, MODEL_ID, TAXONOMY_VERSION, CategorizeStack, article
+from tests.support.lambda_env import LambdaContext, sqs_event
+from tests.support.openai_http import FakeOpenAI
 
 
 def invoke(app: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +29,7 @@ def failed_ids(response: dict[str, Any]) -> set[str]:
 
 
 def test_batch_of_english_and_japanese_articles_is_categorised(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     # GIVEN an English and a Japanese article
     japanese = article(
@@ -67,7 +62,7 @@ def test_request_asks_for_one_token_with_logprobs_and_label_bias(
 ) -> None:
     # WHEN one article is categorised
     invoke(categorize, sqs_event(article()))
-    # THEN the request is the one-token, top-k logprobs request of DESIGN.md invariant 3
+    # THEN the request is the one-token, top-k logprobs request of docs/design.md invariant 3
     request = fake_openai.requests[0]
     assert request["model"] == MODEL_ID
     assert request["max_tokens"] == 1
@@ -80,7 +75,7 @@ def test_request_asks_for_one_token_with_logprobs_and_label_bias(
 
 
 def test_poison_message_goes_to_dlq_at_once_with_reason(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     # GIVEN a batch with one message that can never validate (no title) and one good one
     event = sqs_event(article("bad", title=""), article("good"))
@@ -96,7 +91,7 @@ def test_poison_message_goes_to_dlq_at_once_with_reason(
     assert len(fake_openai.requests) == 1
 
 
-def test_malformed_json_goes_to_dlq(categorize: ModuleType, stack: Stack) -> None:
+def test_malformed_json_goes_to_dlq(categorize: ModuleType, stack: CategorizeStack) -> None:
     response = invoke(categorize, sqs_event("{not json"))
     assert response == {"batchItemFailures": []}
     [message] = stack.dlq_messages()
@@ -105,7 +100,7 @@ def test_malformed_json_goes_to_dlq(categorize: ModuleType, stack: Stack) -> Non
 
 
 def test_rate_limited_request_is_retried_then_succeeds(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     # GIVEN OpenAI answers 429 (retry-after-ms) once, then normally
     fake_openai.scripted["THROTTLED"] = [
@@ -124,7 +119,7 @@ def test_rate_limited_request_is_retried_then_succeeds(
 
 
 def test_persistent_server_error_fails_only_that_record(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     # GIVEN OpenAI always answers 500 for one article
     fake_openai.always["FAIL-500"] = httpx2.Response(
@@ -142,7 +137,7 @@ def test_persistent_server_error_fails_only_that_record(
 
 
 def test_transient_failure_on_last_receive_is_dead_lettered_with_reason(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     # GIVEN a record on its last allowed receive (MAX_RECEIVE_COUNT=3) and OpenAI still failing
     fake_openai.always["FAIL-503"] = httpx2.Response(503, json={"error": {"message": "overloaded", "type": "x"}})
@@ -156,7 +151,7 @@ def test_transient_failure_on_last_receive_is_dead_lettered_with_reason(
 
 
 def test_answer_without_any_valid_label_is_dead_lettered(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.answer = lambda request: [(" six", 0.6), ("1000", 0.3), ("abc", 0.1)]
     response = invoke(categorize, sqs_event(article("junk")))
@@ -171,7 +166,9 @@ def test_empty_batch(categorize: ModuleType, fake_openai: FakeOpenAI) -> None:
     assert fake_openai.requests == []
 
 
-def test_older_version_never_replaces_newer(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+def test_older_version_never_replaces_newer(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
+) -> None:
     # GIVEN version 2 is stored
     invoke(categorize, sqs_event(article("v", version=2, body="Version two text about processors.")))
     # WHEN version 1 arrives late
@@ -183,7 +180,9 @@ def test_older_version_never_replaces_newer(categorize: ModuleType, stack: Stack
     assert len(fake_openai.requests) == 1
 
 
-def test_unchanged_content_is_not_sent_again(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+def test_unchanged_content_is_not_sent_again(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
+) -> None:
     # GIVEN an article already categorised with the active model
     invoke(categorize, sqs_event(article("same", version=1)))
     # WHEN it is redelivered, and then republished as version 2 with the same content
@@ -196,11 +195,11 @@ def test_unchanged_content_is_not_sent_again(categorize: ModuleType, stack: Stac
 
 
 def test_new_active_model_recategorises_unchanged_content(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     invoke(categorize, sqs_event(article("m")))
     write_active_model(
-        stack.ssm, "/test/active-model", ActiveModel(model_id="ft:new", taxonomy_version=TAXONOMY_VERSION)
+        stack.ssm, ACTIVE_MODEL_PARAMETER, ActiveModel(model_id="ft:new", taxonomy_version=TAXONOMY_VERSION)
     )
     invoke(categorize, sqs_event(article("m")))
     assert len(fake_openai.requests) == 2
@@ -208,7 +207,9 @@ def test_new_active_model_recategorises_unchanged_content(
     assert row is not None and row["model_id"] == "ft:new"
 
 
-def test_low_confidence_is_marked_for_review(categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI) -> None:
+def test_low_confidence_is_marked_for_review(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.answer = lambda request: [("3", 0.4), ("7", 0.35), ("9", 0.25)]
     invoke(categorize, sqs_event(article("unsure")))
     row = stack.row("unsure")
@@ -216,7 +217,7 @@ def test_low_confidence_is_marked_for_review(categorize: ModuleType, stack: Stac
 
 
 def test_html_body_is_sent_as_text_and_oversized_body_is_cut_to_budget(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI
 ) -> None:
     html = "<html><head><style>p{color:red}</style></head><body><p>Cup final &amp; penalties</p>"
     html += "<script>track()</script></body></html>"
@@ -248,12 +249,21 @@ def test_logs_carry_the_webhook_correlation_id_and_no_article_body(
 
 
 def test_newer_revision_is_classified_when_the_row_changed_under_it(
-    categorize: ModuleType, stack: Stack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN version 1 is stored, and a concurrent write changes the row before version 2's
-    # "unchanged" advance (simulated: the conditional advance fails)
+    # GIVEN version 1 is stored, and a concurrent write changes the row's content before
+    # version 2's "unchanged" advance, so the conditional advance fails
     invoke(categorize, sqs_event(article("race", version=1)))
-    monkeypatch.setattr(categorize.service._store, "advance_revision", lambda *args: False)
+
+    def concurrent_write_then_advance(*args: object) -> bool:
+        stack.table.update_item(
+            Key={"article_id": "race"},
+            UpdateExpression="SET content_hash = :other",
+            ExpressionAttributeValues={":other": "written-meanwhile"},
+        )
+        return False
+
+    monkeypatch.setattr(categorize.service._store, "advance_revision", concurrent_write_then_advance)
     # WHEN version 2 with the same content is handled
     assert invoke(categorize, sqs_event(article("race", version=2))) == {"batchItemFailures": []}
     # THEN it is classified and stored rather than dropped as unchanged
@@ -263,7 +273,7 @@ def test_newer_revision_is_classified_when_the_row_changed_under_it(
 
 
 def test_a_record_that_would_outlive_the_function_is_dead_lettered_with_reason(
-    categorize: ModuleType, stack: Stack
+    categorize: ModuleType, stack: CategorizeStack
 ) -> None:
     # GIVEN OpenAI hangs, the record is on its last receive, and 3.5 s remain in the invocation
     async def hang(request: httpx2.Request) -> httpx2.Response:
@@ -279,3 +289,49 @@ def test_a_record_that_would_outlive_the_function_is_dead_lettered_with_reason(
     [message] = stack.dlq_messages()
     assert message["MessageAttributes"]["reason"]["StringValue"] == "retries_exhausted"
     assert "TimeoutError" in message["MessageAttributes"]["detail"]["StringValue"]
+
+
+def _emf_blobs(out: str) -> list[dict[str, Any]]:
+    """The EMF documents Powertools printed (one JSON object per line with an `_aws` key)."""
+    blobs = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blobs.append(json.loads(line))
+    return blobs
+
+
+def test_metrics_carry_requests_confidence_and_dead_letters_by_reason(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch with a poison message and a good one
+    capsys.readouterr()
+    # WHEN handled
+    invoke(categorize, sqs_event(article("bad", title=""), article("good")))
+    blobs = _emf_blobs(capsys.readouterr().out)
+    # THEN one blob has the reason dimension for the dead letter (the dashboard's by-reason graph)
+    by_reason = [b for b in blobs if b.get("reason") == "validation_error"]
+    assert [b["_aws"]["CloudWatchMetrics"][0]["Dimensions"] for b in by_reason] == [[["reason", "service"]]]
+    assert by_reason[0]["DeadLettered"] == [1.0]
+    # AND the batch blob counts the OpenAI request (the 429-rate alarm's denominator) and the
+    # good article's confidence and coverage (the dashboard's means)
+    [batch] = [b for b in blobs if "ArticlesCategorized" in b]
+    assert batch["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert batch["OpenAIRequests"] == [1.0]
+    assert batch["Coverage"] == [pytest.approx(0.95)]
+    [confidence] = batch["Confidence"]
+    assert 0 < confidence <= 1
+
+
+def test_every_categorised_article_reports_its_limiter_wait_as_a_metric(
+    categorize: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch of two articles
+    # WHEN handled
+    assert invoke(categorize, sqs_event(article("w-1"), article("w-2"))) == {"batchItemFailures": []}
+    # THEN the invocation's metrics (EMF on stdout) carry one LimiterWait per article, in milliseconds
+    # (the cold-start metric, when this is the process's first invocation, is a blob of its own)
+    [emf] = [blob for blob in _emf_blobs(capsys.readouterr().out) if "LimiterWait" in blob]
+    definitions = {m["Name"]: m["Unit"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert definitions["LimiterWait"] == "Milliseconds"
+    waits = emf["LimiterWait"]
+    assert len(waits) == 2 and all(wait >= 0 for wait in waits)

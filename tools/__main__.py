@@ -1,10 +1,10 @@
-"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy …`: the operator commands."""
+"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy|review …`: operator commands."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, backfill, capacity, dlq, finetune, publish, sign_event, taxonomy
+from tools import alarms, backfill, capacity, dlq, finetune, publish, review, sign_event, taxonomy
 
 COMMANDS = {
     "publish": publish.main,
@@ -15,6 +15,7 @@ COMMANDS = {
     "backfill": backfill.main,
     "capacity": capacity.main,
     "taxonomy": taxonomy.main,
+    "review": review.main,
 }
 
 

@@ -1,4 +1,4 @@
-"""`python -m local {demo,up,invoke,dashboard}`: the offline stack's commands (docs/offline.md)."""
+"""`python -m local {demo,up,invoke,dashboard,review-token}`: the offline stack's commands (docs/offline.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from local.review_auth import DEMO_REVIEWER, reviewer_token
 from local.stack import STACK_NAME, STATE_FILE, OfflineStack, StackOptions
 
 
@@ -137,6 +138,17 @@ def dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def review_token(args: argparse.Namespace) -> int:
+    """A reviewer's JWT for the running stack's review routes, on stdout (docs/review.md)."""
+    stack = OfflineStack.attach()
+    if stack is None:
+        raise SystemExit("no running stack: start it with `make local-up`")
+    print(reviewer_token(stack, args.email))
+    review_url = stack.local_outputs().get("ReviewApiUrl")
+    _log(f"ID token of {args.email}; send it as `Authorization: Bearer …` to {review_url}/review/…")
+    return 0
+
+
 def demo(_: argparse.Namespace) -> int:
     from local.demo_run import run
 
@@ -164,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     dashboard_parser = commands.add_parser("dashboard", help="draw the template's dashboard layout as a PNG")
     dashboard_parser.add_argument("--png", default="docs/dashboard.png")
     dashboard_parser.set_defaults(run=dashboard)
+
+    token_parser = commands.add_parser("review-token", help="a reviewer's JWT for the review routes")
+    token_parser.add_argument("--email", default=DEMO_REVIEWER, help="the reviewer (created if missing)")
+    token_parser.set_defaults(run=review_token)
 
     invoke_parser = commands.add_parser("invoke", help="run one function once, like `sam local invoke`")
     invoke_parser.add_argument("function", help="the function's logical id in template.yaml")

@@ -2,23 +2,27 @@
 
 Each request becomes a payload-format-2.0 event for the routed function, run in its offline
 execution environments; the function's response (statusCode, headers, body) becomes the
-HTTP response, as API Gateway does it. Throttling, authorisers and custom domains are not
-emulated.
+HTTP response, as API Gateway does it. Path parameters (`{name}`, `{name+}`) are matched.
+A route's JWT or AWS_IAM authorizer is enforced as local.api_auth describes (a refused request
+never reaches the function); throttling and custom domains are not emulated.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from local.api_auth import Denied, RouteAuthorizer
 from local.cfn import ACCOUNT_ID
 from local.provision import HttpRoute
 from local.runtime import FunctionPool
@@ -26,8 +30,29 @@ from local.runtime import FunctionPool
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
-def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str, Any]:
-    """The API Gateway HTTP API payload (format 2.0) for a request."""
+def route_pattern(path: str) -> re.Pattern[str]:
+    """A route path as API Gateway matches it: `{name}` is one segment, `{name+}` the rest."""
+    pattern = "".join(
+        f"(?P<{part[1:-2]}>.+)"
+        if part.endswith("+}")
+        else f"(?P<{part[1:-1]}>[^/]+)"
+        if part.startswith("{")
+        else re.escape(part)
+        for part in re.split(r"(\{[A-Za-z0-9_]+\+?\})", path)
+    )
+    return re.compile(pattern)
+
+
+def raw_path(request: Request) -> str:
+    """The path as the client sent it (escapes kept: `%2F` is not `/`), as API Gateway's rawPath."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    return str(raw).split("?", 1)[0]
+
+
+def http_api_event(
+    request: Request, route: HttpRoute, api_id: str, authorizer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The API Gateway HTTP API payload (format 2.0) for a request (`authorizer`: what the route's let through)."""
     body = request.get_data()
     content_type = request.headers.get("Content-Type", "")
     as_text = content_type.startswith(_TEXT_TYPES)
@@ -45,7 +70,7 @@ def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str,
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": request.path,
+        "rawPath": raw_path(request),
         "rawQueryString": request.query_string.decode("latin-1"),
         "headers": headers,
         "requestContext": {
@@ -68,6 +93,11 @@ def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str,
         },
         "isBase64Encoded": bool(body) and not as_text,
     }
+    matched = route_pattern(route.path).fullmatch(raw_path(request)) if "{" in route.path else None
+    if matched:
+        event["pathParameters"] = {name: unquote(value) for name, value in matched.groupdict().items()}
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     if request.args:
         event["queryStringParameters"] = {key: ",".join(request.args.getlist(key)) for key in request.args}
     if request.cookies:
@@ -96,9 +126,12 @@ def http_response(payload: Any) -> Response:
 class HttpApiGateway:
     """Serves one HttpApi's routes on 127.0.0.1."""
 
-    def __init__(self, api_id: str, routes: Iterable[tuple[HttpRoute, FunctionPool]]) -> None:
+    def __init__(
+        self, api_id: str, routes: Iterable[tuple[HttpRoute, FunctionPool]], authorizer: RouteAuthorizer
+    ) -> None:
         self.api_id = api_id
         self._routes = list(routes)
+        self._authorizer = authorizer
         self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=f"http-{api_id}")
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -112,13 +145,20 @@ class HttpApiGateway:
         self._thread.join()
 
     def _match(self, request: Request) -> tuple[HttpRoute, FunctionPool] | None:
+        """The exact route first, then one with path parameters, then $default (API Gateway's order)."""
         fallback = None
+        parameterised = None
+        path = raw_path(request)
         for route, pool in self._routes:
             if route.path == "$default":
                 fallback = (route, pool)
-            elif route.path == request.path and route.method in ("ANY", request.method):
+            elif route.method not in ("ANY", request.method):
+                continue
+            elif route.path == request.path:
                 return route, pool
-        return fallback
+            elif "{" in route.path and parameterised is None and route_pattern(route.path).fullmatch(path):
+                parameterised = (route, pool)
+        return parameterised or fallback
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -127,7 +167,18 @@ class HttpApiGateway:
             response = Response(json.dumps({"message": "Not Found"}), status=404, content_type="application/json")
             return response(environ, start_response)
         route, pool = matched
-        invocation = pool.invoke(http_api_event(request, route, self.api_id))
+        authorized = None
+        if route.auth is not None:
+            query = request.query_string.decode("latin-1")
+            url = f"{request.scheme}://{request.host}{raw_path(request)}" + (f"?{query}" if query else "")
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            checked = self._authorizer.check(route.auth, request.method, url, headers, request.get_data())
+            if isinstance(checked, Denied):
+                denied = Response(json.dumps({"message": checked.message}), status=checked.status)
+                denied.headers["Content-Type"] = "application/json"
+                return denied(environ, start_response)
+            authorized = checked
+        invocation = pool.invoke(http_api_event(request, route, self.api_id, authorized))
         if invocation.error:
             response = Response(
                 json.dumps({"message": "Internal Server Error"}), status=500, content_type="application/json"

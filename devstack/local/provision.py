@@ -17,7 +17,7 @@ import secrets
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,11 +59,20 @@ class SqsEventSource(_Frozen):
     enabled: bool
 
 
+class RouteAuth(_Frozen):
+    """Who a route lets in, as the template says: a JWT authorizer's issuer and audience, or AWS_IAM."""
+
+    kind: Literal["jwt", "iam"]
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+
+
 class HttpRoute(_Frozen):
     function_id: str
     api_id: str  # logical id of the HttpApi (ServerlessHttpApi when implicit)
     method: str
     path: str
+    auth: RouteAuth | None = None  # None: no authorizer (the function checks, e.g. the webhook's HMAC)
 
 
 class FunctionSpec(_Frozen):
@@ -149,6 +158,8 @@ PROVISIONERS = {
     "AWS::CloudWatch::Alarm": "_alarm",
     "AWS::CloudWatch::Dashboard": "_dashboard",
     "AWS::Events::Rule": "_events_rule",
+    "AWS::Cognito::UserPool": "_user_pool",
+    "AWS::Cognito::UserPoolClient": "_user_pool_client",
 }
 SUPPORTED_TYPES = frozenset(PROVISIONERS)
 
@@ -182,6 +193,8 @@ class Provisioner:
         self._functions: dict[str, FunctionSpec] = {}
         self._event_sources: list[SqsEventSource] = []
         self._routes: list[HttpRoute] = []
+        # HttpApi logical id → (its authorizers by name, its default authorizer).
+        self._api_auth: dict[str, tuple[dict[str, RouteAuth], str | None]] = {}
         self._clients: dict[str, Any] = {}
         self.resolver = Resolver(
             parameters=parameters,
@@ -507,12 +520,15 @@ class Provisioner:
         elif event["Type"] == "HttpApi":
             api = event.get("Properties", {}).get("ApiId")
             api_id = api["Ref"] if isinstance(api, dict) else "ServerlessHttpApi"
+            authorizers, default = self._api_auth.get(api_id, ({}, None))
+            name = (props.get("Auth") or {}).get("Authorizer") or default
             self._routes.append(
                 HttpRoute(
                     function_id=function_id,
                     api_id=api_id,
                     method=str(props.get("Method", "ANY")).upper(),
                     path=str(props.get("Path", "$default")),
+                    auth=None if name in (None, "NONE") else authorizers[str(name)],
                 )
             )
         # Schedule and other event types do not fire offline: run the target by hand instead.
@@ -571,6 +587,20 @@ class Provisioner:
         self._client("scheduler").create_schedule(**request)
 
     def _http_api(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        """The API in moto, and its authorizers for the offline gateway (local.gateway enforces them)."""
+        auth = self.resolver.resolve(raw.get("Auth") or {})
+        authorizers = {
+            name: RouteAuth(
+                kind="jwt",
+                issuer=str(config["JwtConfiguration"]["issuer"]),
+                audience=tuple(str(a) for a in config["JwtConfiguration"].get("audience") or []),
+            )
+            for name, config in (auth.get("Authorizers") or {}).items()
+            if "JwtConfiguration" in config
+        }
+        if _as_bool(auth.get("EnableIamAuthorizer", False)):
+            authorizers["AWS_IAM"] = RouteAuth(kind="iam")
+        self._api_auth[logical_id] = (authorizers, auth.get("DefaultAuthorizer"))
         api = self._client("apigatewayv2").create_api(Name=self._name(logical_id), ProtocolType="HTTP")
         return Provisioned(ref=api["ApiId"], attributes={"ApiEndpoint": api["ApiEndpoint"]})
 
@@ -654,6 +684,39 @@ class Provisioner:
                 QueueUrl=queue_url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
             )
         return Provisioned(ref=self._name(logical_id))
+
+    def _user_pool(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        """A Cognito user pool in moto, which issues its tokens and serves its JWKS (local.review_auth)."""
+        props = self.resolver.resolve(raw)
+        request: dict[str, Any] = {"PoolName": props.get("UserPoolName") or self._name(logical_id, 128)}
+        for key in ("UsernameAttributes", "AutoVerifiedAttributes", "AdminCreateUserConfig", "Policies"):
+            if key in props:
+                request[key] = props[key]
+        pool = self._client("cognito-idp").create_user_pool(**request)["UserPool"]
+        pool_id = pool["Id"]
+        provider = f"cognito-idp.{self._region}.amazonaws.com/{pool_id}"
+        return Provisioned(
+            ref=pool_id,
+            attributes={
+                "Arn": pool["Arn"],
+                "ProviderName": provider,
+                "ProviderURL": f"https://{provider}",
+                "UserPoolId": pool_id,
+            },
+        )
+
+    def _user_pool_client(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        request: dict[str, Any] = {
+            "UserPoolId": props["UserPoolId"],
+            "ClientName": props.get("ClientName") or self._name(logical_id, 128),
+            "GenerateSecret": _as_bool(props.get("GenerateSecret", False)),
+        }
+        for key in ("ExplicitAuthFlows", "ReadAttributes", "PreventUserExistenceErrors"):
+            if key in props:
+                request[key] = props[key]
+        client = self._client("cognito-idp").create_user_pool_client(**request)["UserPoolClient"]
+        return Provisioned(ref=client["ClientId"], attributes={"ClientId": client["ClientId"]})
 
     def _events_rule(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
         props = self.resolver.resolve(raw)

@@ -22,6 +22,7 @@ import boto3
 from pydantic import BaseModel
 
 from local import lambda_dispatch
+from local.api_auth import RouteAuthorizer
 from local.cfn import load_template, resolve_parameters
 from local.containers import DOCKER_DESKTOP_HOST, check_container_address, sam_env_vars
 from local.gateway import HttpApiGateway
@@ -319,7 +320,7 @@ class OfflineStack:
             by_api.setdefault(route.api_id, []).append((route, pools[route.function_id]))
         for api_logical_id, routes in by_api.items():
             api_id = self.provisioned.ref(api_logical_id) if api_logical_id in self.provisioned.resources else "local"
-            gateway = HttpApiGateway(api_id, routes)
+            gateway = HttpApiGateway(api_id, routes, RouteAuthorizer(self.endpoints.aws_endpoint_url))
             self.http_api_urls[api_logical_id] = gateway.start()
             self._gateways.append(gateway)
         return self.http_api_urls

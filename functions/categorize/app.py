@@ -77,6 +77,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
         TextStore(lambda: s3, settings.text_bucket),
         input_token_budget=settings.input_token_budget,
         low_confidence_threshold=settings.low_confidence_threshold,
+        review_sample_share=settings.review_sample_share,
         claim_seconds=settings.claim_seconds,
         claim_wait_seconds=settings.claim_wait_seconds,
     )

@@ -179,6 +179,8 @@ class CategorizeSettings(OpenAISettings):
     top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     input_token_budget: int = Field(default=DEFAULT_INPUT_TOKEN_BUDGET, alias="INPUT_TOKEN_BUDGET", ge=16)
     low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
+    # The share of confident results also queued for review (categorizer.review.queue).
+    review_sample_share: float = Field(default=0.0, alias="REVIEW_SAMPLE_SHARE", ge=0, le=1)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
     max_receive_count: int = Field(default=5, alias="MAX_RECEIVE_COUNT", ge=1)
     # The planner's per-instance share of the account's limits; 0 turns that limit off.
@@ -242,5 +244,18 @@ class BackfillSettings(OpenAISettings):
     top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
     low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
+    # The share of confident results also queued for review (categorizer.review.queue).
+    review_sample_share: float = Field(default=0.0, alias="REVIEW_SAMPLE_SHARE", ge=0, le=1)
     # S3 and DynamoDB calls in flight: text reads of an `--all` plan, row and text writes of a collect.
     io_concurrency: int = Field(default=16, alias="BACKFILL_IO_CONCURRENCY", ge=1, le=64)
+
+
+class ReviewSettings(EnvSettings):
+    """ReviewFunction: the review queue's API (docs/review.md)."""
+
+    results_table_name: DynamoDBTableName = Field(alias="RESULTS_TABLE_NAME")
+    text_bucket: S3BucketName = Field(alias="TEXT_BUCKET")
+    # Label lines go to labels/reviewed/ here, where the fine-tuning export reads labels.
+    pipeline_bucket: S3BucketName = Field(alias="PIPELINE_BUCKET")
+    active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
+    config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)

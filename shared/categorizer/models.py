@@ -13,9 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -166,6 +168,12 @@ class Prediction(BaseModel):
 
 # Which path wrote a row: the live categorize function or the Batch API backfill (docs/backfill.md).
 ResultSource = Literal["live", "batch"]
+# Why a row is in the review queue (docs/review.md): under the threshold, or the random share.
+ReviewReason = Literal["low_confidence", "sample"]
+REVIEW_PENDING = "pending"
+# The review attributes exist on a row only while it is queued or once decided: the queue's index
+# is sparse, and a GSI key attribute present as NULL would be refused by DynamoDB.
+_REVIEW_ATTRIBUTES = ("review_queue", "review_queued_at", "review_reason")
 
 
 class CategorizationResult(BaseModel):
@@ -193,6 +201,19 @@ class CategorizationResult(BaseModel):
     language: str | None = None
     source: ResultSource = "live"
     categorized_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # The review queue (categorizer.review, docs/review.md): "pending" keys ReviewQueueIndex,
+    # oldest `review_queued_at` (fixed-width ISO 8601 UTC, so text order is time order) first.
+    review_queue: Literal["pending"] | None = None
+    review_queued_at: str | None = None
+    review_reason: ReviewReason | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_review(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in _REVIEW_ATTRIBUTES:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 class ActiveModel(BaseModel):

@@ -27,13 +27,22 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
 from categorizer.decoding import Decoded
 from categorizer.errors import PermanentError
-from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, Prediction, ResultSource
+from categorizer.models import (
+    REVIEW_PENDING,
+    ActiveModel,
+    ArticleEvent,
+    CategorizationResult,
+    Prediction,
+    ResultSource,
+)
 from categorizer.prompt import Prompt, model_input, prompt_from_input
+from categorizer.review.queue import queue_timestamp, review_reason
 from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
 from categorizer.taxonomy import Taxonomy
 from categorizer.textstore import StoredText, TextStore
@@ -80,6 +89,7 @@ class CategorizeService:
         *,
         input_token_budget: int,
         low_confidence_threshold: float,
+        review_sample_share: float,
         claim_seconds: float,
         claim_wait_seconds: float,
     ) -> None:
@@ -88,6 +98,7 @@ class CategorizeService:
         self._texts = texts
         self._input_token_budget = input_token_budget
         self._low_confidence_threshold = low_confidence_threshold
+        self._review_sample_share = review_sample_share
         self._claim_seconds = claim_seconds
         self._claim_wait_seconds = claim_wait_seconds
 
@@ -238,7 +249,9 @@ class CategorizeService:
         worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
         decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
         largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0, 0.0)
-        result = build_result(text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live")
+        result = build_result(
+            text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live", self._review_sample_share
+        )
         size = item_bytes(result_item(result))
         if size > DYNAMODB_MAX_ITEM_BYTES:
             raise PermanentError(
@@ -254,7 +267,15 @@ class CategorizeService:
         *,
         shared: bool,
     ) -> Outcome:
-        result = build_result(text, active.model_id, taxonomy, classification, self._low_confidence_threshold, "live")
+        result = build_result(
+            text,
+            active.model_id,
+            taxonomy,
+            classification,
+            self._low_confidence_threshold,
+            "live",
+            self._review_sample_share,
+        )
         written = await asyncio.to_thread(self._store.put_if_not_older, result)
         if shared:  # no call of its own: its cost was counted where the call was made
             return Outcome("unchanged" if written else "stale", result if written else None)
@@ -268,9 +289,19 @@ def build_result(
     classification: Classification,
     low_confidence_threshold: float,
     source: ResultSource,
+    review_sample_share: float,
 ) -> CategorizationResult:
-    """The row for one answer, whichever path asked (docs/design.md invariant 11)."""
+    """The row for one answer, whichever path asked (docs/design.md invariant 11), queued for review
+    when categorizer.review.queue says so."""
     best = classification.decoded.predictions[0]
+    reason = review_reason(
+        text.article_id,
+        text.revision,
+        best.probability,
+        threshold=low_confidence_threshold,
+        sample_share=review_sample_share,
+    )
+    categorized_at = datetime.now(UTC)
     return CategorizationResult(
         article_id=text.article_id,
         revision=text.revision,
@@ -293,4 +324,8 @@ def build_result(
         site=text.site,
         language=text.language,
         source=source,
+        categorized_at=categorized_at,
+        review_queue=REVIEW_PENDING if reason else None,
+        review_queued_at=queue_timestamp(categorized_at) if reason else None,
+        review_reason=reason,
     )

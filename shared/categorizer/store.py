@@ -222,12 +222,16 @@ class ResultStore:
                 raise
 
     def put_if_not_older(self, result: CategorizationResult) -> bool:
-        """Write unless the table holds a newer revision; False when the write was stale."""
+        """Write unless the table holds a newer revision, or a person's category for this one (a review
+        decision, docs/review.md); False when the write was stale."""
         try:
             self._table.put_item(
                 Item=result_item(result),
                 # A claim-only row has no revision: the result replaces it, claim and all.
-                ConditionExpression="attribute_not_exists(revision) OR revision <= :revision",
+                ConditionExpression=(
+                    "attribute_not_exists(revision) OR revision < :revision"
+                    " OR (revision = :revision AND attribute_not_exists(review.category_id))"
+                ),
                 ExpressionAttributeValues={":revision": result.revision},
             )
         except ClientError as error:

@@ -122,12 +122,13 @@ def test_queues_tables_and_log_groups_are_encrypted_at_rest() -> None:
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True, name
 
 
-def test_the_webhook_api_is_throttled() -> None:
-    [api] = _resources("AWS::Serverless::HttpApi").values()
-    settings = api["Properties"]["DefaultRouteSettings"]
-    assert settings["ThrottlingRateLimit"] == {"Ref": "IngestThrottlingRateLimit"}
-    assert settings["ThrottlingBurstLimit"] == {"Ref": "IngestThrottlingBurstLimit"}
-    assert "AccessLogSettings" in api["Properties"]
+@pytest.mark.parametrize(("api", "prefix"), [("IngestApi", "Ingest"), ("ReviewApi", "Review")])
+def test_every_http_api_is_throttled_and_logged(api: str, prefix: str) -> None:
+    props = _resources("AWS::Serverless::HttpApi")[api]["Properties"]
+    settings = props["DefaultRouteSettings"]
+    assert settings["ThrottlingRateLimit"] == {"Ref": f"{prefix}ThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": f"{prefix}ThrottlingBurstLimit"}
+    assert "AccessLogSettings" in props
 
 
 def test_every_checkov_suppression_gives_a_reason() -> None:

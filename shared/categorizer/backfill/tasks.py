@@ -439,7 +439,13 @@ class Backfill:
             except ValidationError as error:
                 return ("batch_line_invalid", str(error)[:500])
             result = build_result(
-                text, shard.model_id, taxonomy, classification, self._settings.low_confidence_threshold, "batch"
+                text,
+                shard.model_id,
+                taxonomy,
+                classification,
+                self._settings.low_confidence_threshold,
+                "batch",
+                self._settings.review_sample_share,
             )
             self._texts.put(text)  # before the row, as on the live path (categorizer.service)
             return classification.cost_usd if self._results.put_if_not_older(result) else 0.0

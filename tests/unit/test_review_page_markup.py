@@ -6,8 +6,11 @@ handler sits in an attribute, and that every field is labelled. tests/browser/ d
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html.parser import HTMLParser
 
+from categorizer.review.page import ReviewPage
 from tests.support.paths import REPO
 
 PAGE = REPO / "functions" / "review" / "static" / "review.html"
@@ -87,3 +90,32 @@ def test_every_field_has_a_label_and_results_are_announced() -> None:
     [combobox] = [attributes for _, attributes in elements if attributes.get("role") == "combobox"]
     listbox_ids = {attributes.get("id") for _, attributes in elements if attributes.get("role") == "listbox"}
     assert combobox["aria-controls"] in listbox_ids
+
+
+def test_served_page_names_the_sign_in_client_and_allows_only_its_own_script() -> None:
+    # GIVEN the page rendered for the stack's user pool client
+    served = ReviewPage.render(PAGE, "https://cognito-idp.eu-west-1.amazonaws.com", 'client"1')
+
+    # THEN the sign-in values are filled in, escaped as attribute values
+    assert 'data-cognito-endpoint="https://cognito-idp.eu-west-1.amazonaws.com"' in served.html
+    assert 'data-cognito-client-id="client&quot;1"' in served.html
+    # AND the policy allows exactly the page's inline script and style (by hash), no other source,
+    # and connections only to the page's origin and Cognito's
+    policy = dict(part.split(" ", 1) for part in served.headers["Content-Security-Policy"].split("; "))
+    page = _Elements()
+    page.feed(served.html)
+    [script] = page.scripts
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["script-src"] == f"'sha256-{digest}'"
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'self' https://cognito-idp.eu-west-1.amazonaws.com"
+    assert policy["frame-ancestors"] == "'none'"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_served_page_without_a_user_pool_client_offers_no_password_form() -> None:
+    # GIVEN an existing issuer (no app client of the stack's pool)
+    served = ReviewPage.render(PAGE, "https://cognito-idp.eu-west-1.amazonaws.com", "")
+    # THEN the page names no Cognito endpoint, and may connect to its own origin only
+    assert 'data-cognito-endpoint=""' in served.html and 'data-cognito-client-id=""' in served.html
+    assert "connect-src 'self';" in served.headers["Content-Security-Policy"]

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from selenium import webdriver
 
+from tests.browser.support import ReviewStack, review_stack_with_pending_items
 from tests.support.browser import MISSING_REASON, ChromiumPaths, ReviewPage, headless_chromium, installed_chromium
-from tests.support.review_page import ReviewStack, review_stack_with_pending_items
 
 
 @pytest.fixture(scope="session")

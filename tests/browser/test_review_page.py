@@ -11,8 +11,8 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from local.review_auth import DEMO_REVIEWER, reviewer_token
+from tests.browser.support import ReviewStack
 from tests.support.browser import ReviewPage
-from tests.support.review_page import ReviewStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -141,7 +141,7 @@ def _problem(status: int, message: str, detail: Any = None) -> Response[dict[str
     return Response(status_code=status, content_type="application/json", body=body)
 
 
-@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # as below
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # Powertools' decorator has no hints
 def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
     # Field paths and reasons only: the input is not echoed.
     detail = [

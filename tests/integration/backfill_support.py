@@ -311,6 +311,7 @@ def backfill_in_moto(openai: FakeBatchOpenAI) -> Iterator[BackfillStack]:
             "InputTokenBudget": "256",
             "TopK": "5",
             "LowConfidenceThreshold": "0.5",
+            "ReviewSampleShare": "0",
         }
         resolver = Resolver(
             parameters=params,

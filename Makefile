@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse bench-backfill chaos bench
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill chaos bench
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -79,6 +79,16 @@ unit: install
 
 test: lint unit
 
+# The review page in a real headless browser (tests/browser/, docs/review.md): Debian's chromium and
+# its driver from apt, so nothing downloads a browser at run time; a CJK font for the Japanese demo
+# articles in the screenshot. `make test` runs these too when chromium is installed (skipped otherwise).
+browser-deps:
+	apt-get install -y chromium chromium-driver fonts-ipafont-gothic
+
+# Screenshots: build/browser/*.png.
+test-browser: install
+	$(BIN)/pytest -m browser tests/browser $(ARGS)
+
 # The whole system offline (docs/offline.md): fine-tune, publish, categorise, report.
 demo: install
 	$(BIN)/python -m local demo
@@ -115,10 +125,12 @@ build-CategorizerLayer:
 	install -D -m 0644 "$(TIKTOKEN_CACHE_DIR)/$(O200K_CACHE_FILE)" \
 	  "$(ARTIFACTS_DIR)/python/categorizer/data/tiktoken/$(O200K_CACHE_FILE)"
 
-# Any function: the *.py of its CodeUri at the zip root (its imports come from the layer).
+# Any function: the *.py of its CodeUri at the zip root (its imports come from the layer), and its
+# static/ files (ReviewFunction's page) beside them.
 build-%Function:
 	$(require-artifacts-dir)
 	cp *.py "$(ARTIFACTS_DIR)/"
+	if [ -d static ]; then cp -R static "$(ARTIFACTS_DIR)/"; fi
 
 # Benchmarks (devstack/bench/, docs/capacity.md); results in devstack/bench/results/ (JSON + PNG).
 # The real livedoor corpus, read by path (never copied into the project).

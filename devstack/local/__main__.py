@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local.review_auth import DEMO_REVIEWER, reviewer_token
+from local.review_auth import DEMO_REVIEWER, REVIEW_PAGE_SIGN_IN, reviewer_token
 from local.stack import STACK_NAME, STATE_FILE, OfflineStack, StackOptions
 
 
@@ -84,6 +84,8 @@ def up(args: argparse.Namespace) -> int:
         for name, value in outputs.items():
             if value.startswith("http://"):
                 print(f"  {name}:{' ' * max(1, 18 - len(name))}{value}")
+        print(f"  review page:       {outputs['ReviewApiUrl']}/review   (docs/review-page.md)")
+        print(f"    {REVIEW_PAGE_SIGN_IN}")
         print(f"  state: {STATE_FILE}   logs: {options.state_dir / 'logs'}/")
         print(f"\nin another shell (the tools read stack {STACK_NAME!r}'s outputs from moto):")
         print(

@@ -32,6 +32,7 @@ from categorizer.ingest import webhook_secrets
 from categorizer.models import ActiveModel, CategorizationResult
 from categorizer.pricing import Prices
 from categorizer.taxonomy import Taxonomy, bundled_taxonomy
+from local.review_auth import REVIEW_PAGE_SIGN_IN
 from local.stack import OfflineStack, StackOptions
 from tools.finetune import follow, import_labels
 from tools.publish import publish
@@ -252,6 +253,10 @@ def run() -> int:
 
         say("[3/4] publishing the held-out articles through the CMS webhook")
         stack.serve_http_apis()
+        say(
+            f"  review page (while the demo runs; `make local-up` keeps one): "
+            f"{stack.local_outputs()['ReviewApiUrl']}/review; {REVIEW_PAGE_SIGN_IN}"
+        )
         stack.start_pollers()
         publish_started = time.monotonic()
         accepted = publish_articles(stack, held_out)

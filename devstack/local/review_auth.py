@@ -15,6 +15,10 @@ from typing import Any
 from local.stack import OfflineStack
 
 DEMO_REVIEWER = "reviewer@example.com"
+# How to sign in on the offline review page (printed by make local-up and make demo; docs/review-page.md).
+REVIEW_PAGE_SIGN_IN = (
+    "sign in: paste the token `.venv/bin/python -m local review-token` prints under “Use a token instead”"
+)
 
 
 def reviewer_token(stack: OfflineStack, email: str = DEMO_REVIEWER) -> str:

@@ -8,6 +8,7 @@ No `from __future__ import annotations` here: the event handler reads the routes
 run time to validate requests and responses.
 """
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -28,6 +29,7 @@ from categorizer.errors import TaxonomyError
 from categorizer.models import is_article_id
 from categorizer.review.labels import ReviewLabels
 from categorizer.review.models import MAX_PAGE_ITEMS, DecisionRequest, ItemsPage, ReviewItem, TaxonomyView
+from categorizer.review.page import ReviewPage
 from categorizer.review.service import InvalidDecision, ItemNotFound, ReviewService, taxonomy_view
 from categorizer.review.store import DecisionConflict, InvalidCursor, ReviewStore
 from categorizer.taxonomy import bundled_taxonomy
@@ -44,6 +46,13 @@ service = ReviewService(
     TextStore(lambda: s3, settings.text_bucket),
     ReviewLabels(lambda: s3, settings.pipeline_bucket),
     bundled_taxonomy,
+)
+# The review page (docs/review-page.md), rendered once per instance: its sign-in form calls Cognito
+# where boto3 resolves it (AWS_ENDPOINT_URL offline, so the page signs in against moto's user pool).
+page = ReviewPage.render(
+    Path(__file__).parent / "static" / "review.html",
+    boto3.client("cognito-idp").meta.endpoint_url,
+    settings.review_user_pool_client_id,
 )
 app = APIGatewayHttpResolver(enable_validation=True)
 router = Router()  # type: ignore[no-untyped-call]  # Powertools' Router() has no hints
@@ -72,6 +81,13 @@ def _article_id(encoded: str) -> str:
     if not is_article_id(article_id):
         raise NotFoundError(f"no result for article {article_id!r}")
     return article_id
+
+
+@app.get("/review")
+def review_page() -> Response[str]:
+    # No authorizer on this route (a browser's navigation sends no token): the page holds no data;
+    # every call it makes carries the reviewer's JWT.
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page.html, headers=page.headers)
 
 
 @router.get("/items")

@@ -259,3 +259,6 @@ class ReviewSettings(EnvSettings):
     pipeline_bucket: S3BucketName = Field(alias="PIPELINE_BUCKET")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)
+    # The app client of the stack's reviewers' user pool, for the review page's sign-in form;
+    # empty with an existing issuer (the page then takes a redirected or pasted token).
+    review_user_pool_client_id: str = Field(default="", alias="REVIEW_USER_POOL_CLIENT_ID", max_length=128)

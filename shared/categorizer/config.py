@@ -188,6 +188,8 @@ class CategorizeSettings(OpenAISettings):
     # stay below the queue's visibility timeout, and how long a record waits for another's claim.
     claim_seconds: float = Field(default=120, alias="CLAIM_SECONDS", gt=0, le=900)
     claim_wait_seconds: float = Field(default=10, alias="CLAIM_WAIT_SECONDS", ge=0, le=60)
+    # A shadow candidate's call (categorizer.shadow), limiter wait included; its client never retries.
+    shadow_timeout_seconds: float = Field(default=5, alias="SHADOW_TIMEOUT_SECONDS", gt=0, le=60)
 
 
 class IngestSettings(EnvSettings):

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
@@ -34,6 +34,7 @@ from categorizer.decoding import Decoded
 from categorizer.errors import PermanentError
 from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, Prediction, ResultSource
 from categorizer.prompt import Prompt, model_input, prompt_from_input
+from categorizer.shadow import ShadowOutcome, ShadowTraffic
 from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
 from categorizer.taxonomy import Taxonomy
 from categorizer.textstore import StoredText, TextStore
@@ -52,6 +53,7 @@ class Outcome:
     status: Status
     result: CategorizationResult | None = None
     classification: Classification | None = None  # set only when this record made the call
+    prompt: Prompt | None = None  # with `classification`: what the model read (a shadow candidate reads it too)
 
 
 @dataclass
@@ -82,6 +84,7 @@ class CategorizeService:
         low_confidence_threshold: float,
         claim_seconds: float,
         claim_wait_seconds: float,
+        shadow: ShadowTraffic | None = None,
     ) -> None:
         self._store = store
         self._classifier = classifier
@@ -90,6 +93,7 @@ class CategorizeService:
         self._low_confidence_threshold = low_confidence_threshold
         self._claim_seconds = claim_seconds
         self._claim_wait_seconds = claim_wait_seconds
+        self._shadow = shadow
 
     def batch_scope(self, article_ids: list[str]) -> BatchScope:
         """The batch's rows in BatchGetItem calls instead of one GetItem per record."""
@@ -176,7 +180,15 @@ class CategorizeService:
             await asyncio.to_thread(self._release, article.article_id, claim)
             raise
         mine.classification = classification
-        return outcome
+        return replace(outcome, prompt=prompt)
+
+    async def ask_shadow(
+        self, outcome: Outcome, active: ActiveModel, taxonomy: Taxonomy, *, seconds: float
+    ) -> ShadowOutcome | None:
+        """The active record's candidate on a stored result's prompt (categorizer.shadow); None if not asked."""
+        if self._shadow is None or outcome.status != "categorized" or outcome.result is None or outcome.prompt is None:
+            return None
+        return await self._shadow.compare(active, outcome.result, outcome.prompt, taxonomy, seconds=seconds)
 
     async def _classify_and_keep_text(
         self, prompt: Prompt, model_id: str, taxonomy: Taxonomy, text: StoredText

@@ -222,6 +222,9 @@ class FineTuneSettings(OpenAISettings):
     file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)
     # Promote starts it when a run asks for `backfill_after_promote` (docs/backfill.md).
     backfill_state_machine_arn: str | None = Field(default=None, alias="BACKFILL_STATE_MACHINE_ARN")
+    # Promote's minimum shadow sample (categorizer.finetune.shadow) counts rows of ResultsTable.
+    results_table_name: str | None = Field(default=None, alias="RESULTS_TABLE_NAME")
+    min_shadow_sample: int = Field(default=0, alias="MIN_SHADOW_SAMPLE", ge=0)
 
 
 class BackfillSettings(OpenAISettings):

@@ -137,7 +137,8 @@ def test_report_gives_agreement_and_both_accuracies_on_reviewed_items(aws: Any) 
 
 def test_report_without_a_candidate_asks_for_one(aws: Any) -> None:
     # GIVEN no shadow in the active record, WHEN the report runs without --model, THEN it says so
-    assert run("shadow-report", "--table", TABLE) == (1, ["error: no shadow candidate in the active record; give --model"])
+    expected = ["error: no shadow candidate in the active record; give --model"]
+    assert run("shadow-report", "--table", TABLE) == (1, expected)
 
 
 def test_report_of_no_rows_has_no_ratios() -> None:

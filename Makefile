@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill chaos bench
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-shadow chaos bench
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -145,6 +145,10 @@ bench-finetune: install
 
 bench-overhead: install
 	$(BIN)/python -m bench.overhead --data $(DATA)
+
+# Shadow traffic's cost per 1,000 livedoor articles at share 0.1 (docs/finetuning.md#shadow-traffic).
+bench-shadow: install
+	$(BIN)/python -m bench.shadow --data $(DATA) $(ARGS)
 
 # 5,000 livedoor articles through BackfillStateMachine offline (a clean run, a fault run, and the
 # same articles live): rows, dead letters, lost (0), batch vs live cost and labels (docs/backfill.md).

@@ -5,6 +5,7 @@
     rollback  re-activate the previous model (the active-model parameter's history)
     active    the active-model record
     import    validate a labelled JSONL file and put it under the bucket's labels/ prefix
+    shadow    start or stop a candidate on live traffic; shadow-report its figures (tools/shadow.py)
 
 AWS comes from boto3's defaults, so the same commands work against an account and against
 the offline stack (AWS_ENDPOINT_URL). Resource names come from flags, the environment, or
@@ -29,6 +30,7 @@ from categorizer.finetune.dataset import SourceLine, parse_labelled
 from categorizer.finetune.errors import DatasetInvalid
 from categorizer.finetune.models import PipelineConfig
 from categorizer.taxonomy import bundled_taxonomy
+from tools import shadow
 from tools.stack import StackOutputs, add_stack_argument
 
 if TYPE_CHECKING:
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     importing.add_argument("file", type=Path)
     importing.add_argument("--key", help="object key (default labels/<file name>)")
     importing.add_argument("--taxonomy-version", help="also check every category id against this taxonomy")
+    shadow.add_commands(commands)
 
     args = parser.parse_args(argv)
     stack = StackOutputs(args.stack_name)
@@ -214,6 +217,8 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
             stop = run.get("stopDate")
             emit(f"{run['name']}\t{run['status']}\t{run['startDate'].isoformat()}\t{stop.isoformat() if stop else '-'}")
         return 0
+    if args.command in ("shadow", "shadow-report"):
+        return shadow.run(args, stack, emit)
     ssm = boto3.client("ssm")
     if args.command in ("rollback", "active"):
         parameter = stack.resolve(args.parameter, "ACTIVE_MODEL_PARAMETER", "ActiveModelParameterName")

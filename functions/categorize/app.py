@@ -35,6 +35,7 @@ from categorizer.models import ArticleEvent, describe_validation_error, is_artic
 from categorizer.openai_client import OpenAIClientProvider
 from categorizer.pricing import Prices
 from categorizer.service import BatchScope, CategorizeService, Outcome
+from categorizer.shadow import ShadowLimits, ShadowOutcome, ShadowTraffic
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
 from categorizer.textstore import TextStore
@@ -51,27 +52,50 @@ metrics = Metrics()
 
 settings = CategorizeSettings.from_env()
 limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+shadow_limits = ShadowLimits(settings.requests_per_minute, settings.tokens_per_minute)
 # Clients are thread-safe (resources are not): one serves the records' text writes.
 s3 = boto3.client("s3")
 
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
     limiter.observe(response.headers, response.status_code)
+    shadow_limits.observe(response.headers, response.status_code)  # the account's state, for the candidate too
     # Every response, retries included: the denominator of the 429-rate alarm (docs/operations.md).
     metrics.add_metric(name="OpenAIRequests", unit=MetricUnit.Count, value=1)
     if response.status_code == 429:
         metrics.add_metric(name="OpenAIThrottles", unit=MetricUnit.Count, value=1)
 
 
+async def _observe_shadow_response(response: httpx2.Response) -> None:
+    # Its own 429s pause only the candidate's share, never the active path (categorizer.shadow).
+    shadow_limits.observe(response.headers, response.status_code)
+
+
 def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> CategorizeService:
     """The domain service with its adapters; tests and benchmarks pass an HTTP transport."""
+    store = ResultStore(lambda: boto3.resource("dynamodb").Table(settings.results_table_name))
+    prices = Prices.from_env()
+    # A lost shadow sample costs nothing; a retry would spend the candidate's share twice.
+    shadow_settings = settings.model_copy(
+        update={"openai_max_retries": 0, "openai_timeout_seconds": settings.shadow_timeout_seconds}
+    )
+    shadow = ShadowTraffic(
+        OpenAIClassifier(
+            OpenAIClientProvider(shadow_settings, on_response=_observe_shadow_response, transport=openai_transport),
+            top_k=settings.top_k,
+            label_logit_bias=settings.label_logit_bias,
+            prices=prices,
+        ),
+        shadow_limits,
+        store,
+    )
     return CategorizeService(
-        ResultStore(lambda: boto3.resource("dynamodb").Table(settings.results_table_name)),
+        store,
         OpenAIClassifier(
             OpenAIClientProvider(settings, on_response=_observe_openai_response, transport=openai_transport),
             top_k=settings.top_k,
             label_logit_bias=settings.label_logit_bias,
-            prices=Prices.from_env(),
+            prices=prices,
             limiter=limiter,
         ),
         TextStore(lambda: s3, settings.text_bucket),
@@ -80,6 +104,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
         review_sample_share=settings.review_sample_share,
         claim_seconds=settings.claim_seconds,
         claim_wait_seconds=settings.claim_wait_seconds,
+        shadow=shadow,
     )
 
 
@@ -203,6 +228,41 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
         await _transient_failure(record, error, receive_count)
         return
     _record_outcome(record, article, outcome)
+    # After the result is stored and counted, outside the record's try: the candidate can only log
+    # and count, never fail or retry the record. Bounded to end before the record's deadline.
+    seconds = min(settings.shadow_timeout_seconds, deadline - asyncio.get_running_loop().time())
+    shadowed = await service.ask_shadow(outcome, active, bundled_taxonomy(active.taxonomy_version), seconds=seconds)
+    if shadowed is not None:
+        _record_shadow(record, article, shadowed)
+
+
+def _record_shadow(record: SQSRecord, article: ArticleEvent, shadowed: ShadowOutcome) -> None:
+    """Shadow metrics (docs/operations.md#shadow-traffic): calls, agreement, cost, failures by reason."""
+    metrics.add_metric(name="ShadowRequests", unit=MetricUnit.Count, value=1)
+    log: dict[str, object] = {
+        **_log_keys(record),
+        "article_id": article.article_id,
+        "revision": article.revision,
+        "shadow_model_id": shadowed.model_id,
+        "shadow_status": shadowed.status,
+    }
+    if shadowed.answer is not None:  # paid for, stored or not
+        answer = shadowed.answer
+        metrics.add_metric(name="ShadowPromptTokens", unit=MetricUnit.Count, value=answer.prompt_tokens)
+        metrics.add_metric(name="ShadowCostMicroUSD", unit=MetricUnit.Count, value=answer.cost_usd * 1e6)
+        log |= {"shadow_category_id": answer.category_id, "shadow_probability": round(answer.probability, 4)}
+    if shadowed.status == "compared":
+        metrics.add_metric(name="ShadowCompared", unit=MetricUnit.Count, value=1)
+        if shadowed.agreed:
+            metrics.add_metric(name="ShadowAgreed", unit=MetricUnit.Count, value=1)
+    elif shadowed.status == "stale":
+        metrics.add_metric(name="ShadowStale", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="ShadowFailed", unit=MetricUnit.Count, value=1)
+        log["shadow_failure"] = shadowed.reason
+        logger.warning("shadow call failed; the stored result stands", extra=log)
+        return
+    logger.info("shadow compared", extra=log)
 
 
 @logger.inject_lambda_context

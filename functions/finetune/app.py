@@ -40,6 +40,7 @@ pipeline = Pipeline(
     OpenAIClientProvider(settings),
     prices,
     boto3.client("stepfunctions"),
+    boto3.resource("dynamodb").Table(settings.results_table_name) if settings.results_table_name else None,
 )
 
 

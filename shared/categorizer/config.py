@@ -190,6 +190,8 @@ class CategorizeSettings(OpenAISettings):
     # stay below the queue's visibility timeout, and how long a record waits for another's claim.
     claim_seconds: float = Field(default=120, alias="CLAIM_SECONDS", gt=0, le=900)
     claim_wait_seconds: float = Field(default=10, alias="CLAIM_WAIT_SECONDS", ge=0, le=60)
+    # A shadow candidate's call (categorizer.shadow), limiter wait included; its client never retries.
+    shadow_timeout_seconds: float = Field(default=5, alias="SHADOW_TIMEOUT_SECONDS", gt=0, le=60)
 
 
 class IngestSettings(EnvSettings):
@@ -222,6 +224,9 @@ class FineTuneSettings(OpenAISettings):
     file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)
     # Promote starts it when a run asks for `backfill_after_promote` (docs/backfill.md).
     backfill_state_machine_arn: str | None = Field(default=None, alias="BACKFILL_STATE_MACHINE_ARN")
+    # Promote's minimum shadow sample (categorizer.finetune.shadow) counts rows of ResultsTable.
+    results_table_name: str | None = Field(default=None, alias="RESULTS_TABLE_NAME")
+    min_shadow_sample: int = Field(default=0, alias="MIN_SHADOW_SAMPLE", ge=0)
 
 
 class BackfillSettings(OpenAISettings):

@@ -216,6 +216,33 @@ class CategorizationResult(BaseModel):
         return data
 
 
+class ShadowConfig(BaseModel):
+    """A candidate model asked beside the active one for a share of live articles (categorizer.shadow).
+
+    It decodes with the active record's taxonomy version: a candidate trained on another one is
+    not comparable (docs/design.md invariant 2).
+    """
+
+    model_id: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1)
+    started_at: datetime
+
+
+class ShadowAnswer(BaseModel):
+    """The row's `shadow` attribute: the candidate's answer for the row's revision, and its cost."""
+
+    model_id: str
+    category_id: str
+    probability: float = Field(ge=0.0, le=1.0)
+    # The active answer it was compared with: a review correction later changes the row's category_id.
+    active_model_id: str
+    active_category_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    compared_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class ActiveModel(BaseModel):
     """The active-model record: which model categorises, bound to its taxonomy version."""
 
@@ -225,6 +252,7 @@ class ActiveModel(BaseModel):
     job_id: str | None = None
     dataset_manifest: str | None = None
     promoted_at: datetime | None = None
+    shadow: ShadowConfig | None = None
 
 
 def validation_problems(error: ValidationError) -> list[dict[str, str]]:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -43,6 +43,7 @@ from categorizer.models import (
 )
 from categorizer.prompt import Prompt, model_input, prompt_from_input
 from categorizer.review.queue import queue_timestamp, review_reason
+from categorizer.shadow import ShadowOutcome, ShadowTraffic
 from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
 from categorizer.taxonomy import Taxonomy
 from categorizer.textstore import StoredText, TextStore
@@ -61,6 +62,7 @@ class Outcome:
     status: Status
     result: CategorizationResult | None = None
     classification: Classification | None = None  # set only when this record made the call
+    prompt: Prompt | None = None  # with `classification`: what the model read (a shadow candidate reads it too)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class CategorizeService:
         review_sample_share: float,
         claim_seconds: float,
         claim_wait_seconds: float,
+        shadow: ShadowTraffic | None = None,
     ) -> None:
         self._store = store
         self._classifier = classifier
@@ -101,6 +104,7 @@ class CategorizeService:
         self._review_sample_share = review_sample_share
         self._claim_seconds = claim_seconds
         self._claim_wait_seconds = claim_wait_seconds
+        self._shadow = shadow
 
     def batch_scope(self, article_ids: list[str]) -> BatchScope:
         """The batch's rows in BatchGetItem calls instead of one GetItem per record."""
@@ -187,7 +191,15 @@ class CategorizeService:
             await asyncio.to_thread(self._release, article.article_id, claim)
             raise
         mine.classification = classification
-        return outcome
+        return replace(outcome, prompt=prompt)
+
+    async def ask_shadow(
+        self, outcome: Outcome, active: ActiveModel, taxonomy: Taxonomy, *, seconds: float
+    ) -> ShadowOutcome | None:
+        """The active record's candidate on a stored result's prompt (categorizer.shadow); None if not asked."""
+        if self._shadow is None or outcome.status != "categorized" or outcome.result is None or outcome.prompt is None:
+            return None
+        return await self._shadow.compare(active, outcome.result, outcome.prompt, taxonomy, seconds=seconds)
 
     async def _classify_and_keep_text(
         self, prompt: Prompt, model_id: str, taxonomy: Taxonomy, text: StoredText

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from categorizer.models import CategorizationResult
+from categorizer.models import CategorizationResult, ShadowAnswer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -248,6 +248,32 @@ class ResultStore:
                 UpdateExpression="SET revision = :revision",
                 ConditionExpression="revision < :revision AND content_hash = :hash AND model_id = :model",
                 ExpressionAttributeValues={":revision": revision, ":hash": content_hash, ":model": model_id},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def put_shadow(self, article_id: str, revision: int, content_hash: str, shadow: ShadowAnswer) -> bool:
+        """Attach a shadow answer to the row it was asked for; False when the row has moved on.
+
+        Only while the row still holds that revision, content and active model: a newer revision's
+        row is never touched (docs/design.md invariant 5). `shadow_model_id` keys the sparse
+        ShadowIndex that the shadow report and Promote's sample count query.
+        """
+        try:
+            self._table.update_item(
+                Key={"article_id": article_id},
+                UpdateExpression="SET shadow = :shadow, shadow_model_id = :candidate",
+                ConditionExpression="revision = :revision AND content_hash = :hash AND model_id = :active",
+                ExpressionAttributeValues={
+                    ":shadow": json.loads(shadow.model_dump_json(), parse_float=Decimal),
+                    ":candidate": shadow.model_id,
+                    ":revision": revision,
+                    ":hash": content_hash,
+                    ":active": shadow.active_model_id,
+                },
             )
         except ClientError as error:
             if _is_condition_failure(error):

@@ -38,6 +38,7 @@ from tests.support.paths import REPO
 REGION = "us-east-1"
 BUCKET = "pipeline-test-bucket"
 PARAMETER = "/article-categorizer/active-model"
+RESULTS_TABLE = "results"
 TASKS = ("ExportDataset", "UploadFiles", "StartJob", "CheckJob", "Evaluate", "Promote")
 STAND_IN_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 
@@ -277,8 +278,16 @@ def pipeline_in_moto(openai: FakeFineTuningOpenAI) -> Iterator[PipelineStack]:
         backfill_arn = sfn.create_state_machine(name="backfill", definition=STAND_IN_DEFINITION, roleArn=role)[
             "stateMachineArn"
         ]
-        refs = {"PipelineBucket": BUCKET, "BackfillStateMachine": backfill_arn}
+        # ResultsTable as declared (its ShadowIndex: Promote's minimum shadow sample counts it).
+        table = resources["ResultsTable"]["Properties"]
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=RESULTS_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            **{k: table[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")},
+        )
+        refs = {"PipelineBucket": BUCKET, "BackfillStateMachine": backfill_arn, "ResultsTable": RESULTS_TABLE}
         params = {
+            "MinShadowSample": "0",
             "ActiveModelParameterName": PARAMETER,
             "OpenAIApiKeySecretArn": secret_arn,
             "CostGuardUSD": "50",

@@ -51,6 +51,13 @@ class PipelineConfig(BaseModel):
     # Off by default: once this run's model is promoted, Promote starts BackfillStateMachine with
     # this input (e.g. {"all": true, "max_cost_usd": 50}) to re-categorise the archive with it.
     backfill_after_promote: BackfillConfig | None = None
+    # Promote's minimum shadow sample (categorizer.finetune.shadow): None takes the deployed
+    # MIN_SHADOW_SAMPLE; while short, Promote shadows the candidate at `shadow_share` and the
+    # state machine asks again every `shadow_poll_seconds`, at most `max_shadow_polls` times.
+    min_shadow_sample: int | None = Field(default=None, ge=0)
+    shadow_share: float = Field(default=0.1, gt=0, le=1)
+    shadow_poll_seconds: int = Field(default=3600, ge=0, le=86_400)
+    max_shadow_polls: int = Field(default=24, ge=1, le=1000)
 
 
 class LabelledArticle(BaseModel):
@@ -170,6 +177,15 @@ class EvaluationRef(BaseModel):
     comparison: Decision
 
 
+class ShadowWait(BaseModel):
+    """What a Promote that waits for the shadow sample leaves at $.promotion (read back by the next one)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    awaiting_shadow: bool = False
+    shadow_polls: int = 0
+
+
 class PipelineState(BaseModel):
     """The state machine's data as the tasks read it (each task adds its own key)."""
 
@@ -181,3 +197,4 @@ class PipelineState(BaseModel):
     files: FilesRef | None = None
     job: JobState | None = None
     evaluation: EvaluationRef | None = None
+    promotion: ShadowWait | None = None  # a previous Promote's, when it waited for the shadow sample

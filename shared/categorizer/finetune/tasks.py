@@ -23,7 +23,7 @@ from categorizer.classifier import OpenAIClassifier
 from categorizer.config import FineTuneSettings
 from categorizer.errors import TaxonomyError
 from categorizer.finetune import dataset as ds
-from categorizer.finetune import evaluation, jobs, promotion
+from categorizer.finetune import evaluation, jobs, promotion, shadow
 from categorizer.finetune.errors import CostGuardExceeded, DatasetInvalid, EvaluationFailed, TransientError
 from categorizer.finetune.models import (
     DatasetManifest,
@@ -40,6 +40,7 @@ from categorizer.pricing import Prices
 from categorizer.taxonomy import bundled_taxonomy
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -74,6 +75,7 @@ class Pipeline:
         openai_client: Callable[[], AsyncOpenAI],
         prices: Prices,
         sfn: SFNClient | None = None,
+        results_table: Table | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -81,6 +83,7 @@ class Pipeline:
         self._sfn = sfn
         self._openai = openai_client
         self._prices = prices
+        self._results_table = results_table
 
     def export_dataset(self, event: dict[str, Any]) -> dict[str, Any]:
         """Execution input → train/validation JSONL + manifest in S3; the new state data."""
@@ -238,6 +241,16 @@ class Pipeline:
         job = _succeeded_job(state)
         if state.evaluation is None:
             raise ValueError("Promote needs the evaluation ($.evaluation)")
+        with transient_errors():
+            held = shadow.hold_for_shadow_sample(
+                self._ssm,
+                self._settings.active_model_parameter,
+                self._results_table,
+                self._settings.min_shadow_sample,
+                state,
+            )
+        if held is not None:
+            return held
         with transient_errors():
             decision, version = promotion.promote(
                 self._ssm,

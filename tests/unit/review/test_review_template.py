@@ -9,6 +9,10 @@ def test_review_routes_take_a_jwt_and_admin_routes_take_iam() -> None:
     # GIVEN the deployed ReviewApi's OpenAPI body
     body = DEPLOYED["Resources"]["ReviewApi"]["Properties"]["Body"]
     routes = {(path, method): spec for path, methods in body["paths"].items() for method, spec in methods.items()}
+    # (the page itself takes no authorizer: a browser's navigation carries no token; docs/review-page.md)
+    page = routes.pop(("/review", "get"))
+    assert page["security"] == [{"NONE": []}]
+    assert "ReviewFunction" in str(page["x-amazon-apigateway-integration"]["uri"])
     assert len(routes) == 8
     for (path, method), spec in routes.items():
         # THEN each route names exactly one authorizer: the JWT one for people, IAM for /admin

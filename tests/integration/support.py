@@ -186,8 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
             fake.chat_models.append(payload["model"])
             job = fake.model_job(payload["model"])
             if job is None and payload["model"] not in fake.served:
-                message = f"The model `{payload['model']}` does not exist or you do not have access to it."
-                return self._send(404, {"error": {"message": message, "type": "invalid_request_error"}})
+                missing = f"The model `{payload['model']}` does not exist or you do not have access to it."
+                return self._send(404, {"error": {"message": missing, "type": "invalid_request_error"}})
             accuracy = job.plan.accuracy if job is not None else fake.served[payload["model"]]
             user = payload["messages"][1]["content"]
             answers = fake.answer_key(job) | fake.known_answers

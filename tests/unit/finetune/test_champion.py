@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from openai import AsyncOpenAI
 
 from categorizer.config import FineTuneSettings
 from categorizer.finetune import dataset as ds
@@ -332,6 +333,15 @@ def _settings() -> FineTuneSettings:
     )
 
 
+def _no_openai() -> AsyncOpenAI:
+    raise AssertionError("ExportDataset never calls OpenAI")
+
+
+def _export_only_pipeline(store: RunStore) -> Pipeline:
+    """ExportDataset reads and writes S3 only: no SSM, no OpenAI."""
+    return Pipeline(_settings(), store, ssm=None, openai_client=_no_openai, prices=Prices.from_env())  # type: ignore[arg-type]
+
+
 def _user_texts(store: RunStore, uri: str) -> set[str]:
     return {json.loads(line.text)["messages"][1]["content"] for line in store.lines([store.key_of(uri)])}
 
@@ -351,7 +361,7 @@ def test_export_leaves_every_golden_article_out_of_training_and_validation(store
         chosen.append(LabelledArticle.model_validate(rows[5]))
         chosen_ids.add(rows[5]["article_id"])
     manifest = golden.publish(store, "golden/", chosen, source="labels/reviewed/")
-    pipeline = Pipeline(_settings(), store, ssm=None, openai_client=lambda: None, prices=Prices.from_env())  # type: ignore[arg-type]
+    pipeline = _export_only_pipeline(store)
     # WHEN ExportDataset runs
     state = pipeline.export_dataset({"taxonomy_version": "demo-1", "run": {"execution_name": "run-golden"}})
     # THEN no golden article's prompt is in either split, nor the copy's, and the counts say so
@@ -369,7 +379,7 @@ def test_export_leaves_every_golden_article_out_of_training_and_validation(store
 
 def test_export_without_a_golden_set_is_unchanged(store: RunStore):
     store.put_bytes("labels/cms.jsonl", "".join(json.dumps(r) + "\n" for r in demo_rows()).encode(), "x")
-    pipeline = Pipeline(_settings(), store, ssm=None, openai_client=lambda: None, prices=Prices.from_env())  # type: ignore[arg-type]
+    pipeline = _export_only_pipeline(store)
     state = pipeline.export_dataset({"taxonomy_version": "demo-1", "run": {"execution_name": "run-plain"}})
     assert state["dataset"]["golden"] is None
     assert state["dataset"]["counts"]["train"] + state["dataset"]["counts"]["validation"] == 240

@@ -174,7 +174,7 @@ def _heat_map(confusion: Confusion) -> str:
     cell = max(2.0, min(28.0, _HEAT_SIDE / (k + 1)))
     labelled = k <= _LABELLED_CLASSES
     margin = 110 if labelled else 10
-    width = margin + cell * (k + 1) + 10
+    width = margin + cell * (k + 1) + 60  # room for the last rotated column label
     height = margin + cell * k + 10
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" role="img" '

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-shadow chaos bench
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-quality bench-shadow chaos bench
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -154,6 +154,12 @@ bench-shadow: install
 # same articles live): rows, dead letters, lost (0), batch vs live cost and labels (docs/backfill.md).
 bench-backfill: install
 	$(BIN)/python -m bench.backfill --data $(DATA) $(ARGS)
+
+# One turn of the quality loop on livedoor (docs/finetuning.md#golden-set): v1 on noisy editor labels,
+# a review round whose labels are the corpus's truth, a retrain, and the paired golden comparison.
+# Product modules in-process with moto and the offline OpenAI server; prints one JSON line.
+bench-quality: install
+	$(BIN)/python -m bench.quality --data $(DATA) $(ARGS)
 
 # Worst-case body-to-text time at the 200,000-character limit, one core (hostile HTML).
 bench-parse: install

@@ -1,16 +1,17 @@
-"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy|review …`: operator commands."""
+"""`python -m tools COMMAND …`: operator commands (publish, sign-event, dlq, finetune, golden, review, …)."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, backfill, capacity, dlq, finetune, publish, review, sign_event, taxonomy
+from tools import alarms, backfill, capacity, dlq, finetune, golden, publish, review, sign_event, taxonomy
 
 COMMANDS = {
     "publish": publish.main,
     "sign-event": sign_event.main,
     "dlq": dlq.main,
     "finetune": finetune.main,
+    "golden": golden.main,
     "alarms": alarms.main,
     "backfill": backfill.main,
     "capacity": capacity.main,

@@ -1,7 +1,8 @@
-"""`python -m tools.finetune start|list|rollback|active|import`: the fine-tuning pipeline's operator CLI.
+"""`python -m tools.finetune start|list|report|rollback|active|import`: the fine-tuning pipeline's operator CLI.
 
     start     start a run with its hyperparameters and follow it to the end with progress
     list      recent runs and their status
+    report    fetch a run's evaluation page (runs/<execution>/report.html) to a local file
     rollback  re-activate the previous model (the active-model parameter's history)
     active    the active-model record
     import    validate a labelled JSONL file and put it under the bucket's labels/ prefix
@@ -106,7 +107,8 @@ def describe_step(name: str, output: dict[str, Any]) -> str:
     if name == "Promote":
         p = output["promotion"]
         started = f"; started backfill {p['backfill_execution_arn']}" if p.get("backfill_execution_arn") else ""
-        return f"{'promoted' if p['promoted'] else 'not promoted'}: {p['reason']}{started}"
+        rule = f" [rule {p['rule']}]" if p.get("rule") else ""
+        return f"{'promoted' if p['promoted'] else 'not promoted'}{rule}: {p['reason']}{started}"
     return "done"
 
 
@@ -144,6 +146,17 @@ def import_labels(s3: Any, bucket: str, path: Path, key: str, taxonomy_version: 
     return len(articles)
 
 
+def fetch_report(s3: Any, bucket: str, run: str, out: Path) -> Path:
+    """runs/<run>/report.html (Evaluate writes it) → `out`; LookupError when the run has none."""
+    key = f"runs/{run}/report.html"
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        raise LookupError(f"no s3://{bucket}/{key}: the run has not reached Evaluate (or has another name)") from None
+    out.write_bytes(body)
+    return out.resolve()
+
+
 def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.finetune", description=__doc__.split("\n\n")[0])
     add_stack_argument(parser)
@@ -178,6 +191,9 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     start.add_argument("--name", help="execution name (default: finetune-<UTC time>)")
     start.add_argument("--no-follow", action="store_true")
 
+    reporting = commands.add_parser("report", help="fetch a run's report.html")
+    reporting.add_argument("run", help="the run's execution name")
+    reporting.add_argument("--out", type=Path, help="file to write (default ./report-<run>.html)")
     listing = commands.add_parser("list", help="recent runs")
     listing.add_argument("--max", type=int, default=20)
     commands.add_parser("rollback", help="re-activate the previous model")
@@ -219,6 +235,15 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
         return 0
     if args.command in ("shadow", "shadow-report"):
         return shadow.run(args, stack, emit)
+    if args.command == "report":
+        bucket = stack.resolve(args.bucket, "PIPELINE_BUCKET", "PipelineBucketName")
+        out = args.out or Path(f"report-{args.run}.html")
+        try:
+            emit(str(fetch_report(boto3.client("s3"), bucket, args.run, out)))
+        except LookupError as error:
+            emit(f"error: {error}")
+            return 1
+        return 0
     ssm = boto3.client("ssm")
     if args.command in ("rollback", "active"):
         parameter = stack.resolve(args.parameter, "ACTIVE_MODEL_PARAMETER", "ActiveModelParameterName")

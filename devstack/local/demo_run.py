@@ -2,8 +2,9 @@
 
 1. start the offline stack (moto + the OpenAI-compatible server + template.yaml's resources);
 2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-1) into training
-   and held-out articles; the training part becomes the pipeline bucket's labels, and a run of
-   the fine-tuning state machine exports, fine-tunes, evaluates and promotes the model;
+   and held-out articles; the training part becomes the pipeline bucket's labels, the held-out
+   part the golden set, and a run of the fine-tuning state machine exports, fine-tunes,
+   evaluates (report.html, fetched to .local-state/reports/) and promotes the model;
 3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
    categorised by CategorizeFunction behind the Lambda-like SQS poller into ResultsTable;
 4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices.
@@ -25,7 +26,14 @@ from typing import Any
 
 import httpx2
 
-from categorizer.finetune.models import DatasetManifest, EvaluationMetrics, Hyperparameters, PipelineConfig
+from categorizer.finetune import golden
+from categorizer.finetune.models import (
+    DatasetManifest,
+    EvaluationMetrics,
+    Hyperparameters,
+    LabelledArticle,
+    PipelineConfig,
+)
 from categorizer.finetune.promotion import current_active_model
 from categorizer.finetune.storage import RunStore
 from categorizer.ingest import webhook_secrets
@@ -33,8 +41,8 @@ from categorizer.models import ActiveModel, CategorizationResult
 from categorizer.pricing import Prices
 from categorizer.taxonomy import Taxonomy, bundled_taxonomy
 from local.review_auth import REVIEW_PAGE_SIGN_IN
-from local.stack import OfflineStack, StackOptions
-from tools.finetune import follow, import_labels
+from local.stack import STATE_DIR, OfflineStack, StackOptions
+from tools.finetune import fetch_report, follow, import_labels
 from tools.publish import publish
 
 CORPUS = Path(__file__).resolve().parent / "demo" / "articles.jsonl"
@@ -87,6 +95,7 @@ class FineTuned:
     manifest: DatasetManifest
     metrics: EvaluationMetrics
     record: ActiveModel
+    report_path: Path
 
 
 def fine_tune(
@@ -94,6 +103,7 @@ def fine_tune(
     train: Sequence[dict[str, Any]],
     taxonomy: Taxonomy,
     report: Callable[[str], None] = say,
+    golden_articles: Sequence[dict[str, Any]] = (),
 ) -> FineTuned:
     """Fine-tune on the training articles with the pipeline; the promoted model (the one place step 2 happens).
 
@@ -108,6 +118,11 @@ def fine_tune(
         labels.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in train), encoding="utf-8")
         count = import_labels(s3, bucket, labels, LABELS_KEY, taxonomy.version)
     report(f"  labels: {count} articles → s3://{bucket}/{LABELS_KEY}")
+    store = RunStore(s3, bucket)
+    if golden_articles:
+        articles = [LabelledArticle.model_validate(a) for a in golden_articles]
+        golden_set = golden.publish(store, "golden/", articles, source="make demo: the held-out articles")
+        report(f"  golden set v{golden_set.version}: {golden_set.count} articles → {store.uri(golden_set.key)}")
     run_input = PipelineConfig(
         taxonomy_version=taxonomy.version,
         hyperparameters=Hyperparameters(n_epochs=N_EPOCHS),
@@ -131,7 +146,6 @@ def fine_tune(
     output = json.loads(result["output"])
     if not output["promotion"]["promoted"]:
         raise RuntimeError(f"the pipeline did not promote its model: {output['promotion']['reason']}")
-    store = RunStore(s3, bucket)
     manifest = DatasetManifest.model_validate(store.get_json(store.key_of(output["dataset"]["manifest"])))
     parameter = stack.provisioned.parameters["ActiveModelParameterName"]
     record = current_active_model(stack.client("ssm"), parameter)
@@ -145,10 +159,18 @@ def fine_tune(
         manifest=manifest,
         metrics=EvaluationMetrics.model_validate(output["evaluation"]["metrics"]),
         record=record,
+        report_path=fetch_report(
+            s3, bucket, output["run"]["execution_name"], _report_file(output["run"]["execution_name"])
+        ),
     )
     for line in pipeline_summary(tuned, parameter):
         report(f"  {line}")
     return tuned
+
+
+def _report_file(run: str) -> Path:
+    (STATE_DIR / "reports").mkdir(parents=True, exist_ok=True)
+    return STATE_DIR / "reports" / f"{run}.html"
 
 
 def pipeline_summary(tuned: FineTuned, parameter: str) -> list[str]:
@@ -168,6 +190,7 @@ def pipeline_summary(tuned: FineTuned, parameter: str) -> list[str]:
         f"no valid label {m.no_valid_label}, cost ${m.eval_cost_usd:.4f}",
         f"active model ({parameter}): {tuned.record.model_id}, taxonomy {tuned.record.taxonomy_version}, "
         f"job {tuned.record.job_id}",
+        f"evaluation report: {tuned.report_path}",
     ]
 
 
@@ -249,7 +272,7 @@ def run() -> int:
         )
 
         say("[2/4] fine-tuning with the pipeline (FineTuneStateMachine) through the local OpenAI-compatible server")
-        tuned = fine_tune(stack, train, taxonomy)
+        tuned = fine_tune(stack, train, taxonomy, golden_articles=held_out)
 
         say("[3/4] publishing the held-out articles through the CMS webhook")
         stack.serve_http_apis()
@@ -307,6 +330,7 @@ def run() -> int:
         f"training ${training_cost:.4f}"
     )
     say(f"  dead-lettered: {dead_letters}; total time {time.monotonic() - started:.0f} s")
+    say(f"  evaluation report (candidate and active model, golden and validation sets): {tuned.report_path}")
     ok = drained and len(results) == len(held_out) and dead_letters == 0
     if not ok:
         say("demo FAILED: not every held-out article was categorised (logs: .local-state/logs/)")

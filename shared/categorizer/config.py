@@ -211,6 +211,8 @@ class FineTuneSettings(OpenAISettings):
     pipeline_bucket: S3BucketName = Field(alias="PIPELINE_BUCKET")
     labels_prefix: str = Field(default="labels/", alias="LABELS_PREFIX")
     runs_prefix: str = Field(default="runs/", alias="RUNS_PREFIX")
+    # The golden set (finetune/golden.py): left out of every export, scored by every Evaluate.
+    golden_prefix: str = Field(default="golden/", alias="GOLDEN_PREFIX")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     cost_guard_usd: float = Field(alias="COST_GUARD_USD", ge=0)
     # Must equal the categorize function's values: training prompts are cut like live ones.

@@ -69,18 +69,25 @@ class FakeFineTuningOpenAI:
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     chat_requests: int = 0
     base_url: str = ""
+    # Models that no job of this fake made (e.g. a seeded active model) but that it serves: their
+    # accuracy. Any other unknown model is answered 404 model_not_found, as OpenAI does.
+    served: dict[str, float] = field(default_factory=dict)
+    # prompt user text → label for prompts in no uploaded file (golden examples).
+    known_answers: dict[str, str] = field(default_factory=dict)
+    chat_models: list[str] = field(default_factory=list)
 
-    def answer_key(self, job: FakeJob) -> dict[str, str]:
-        """prompt user text → label, from the job's files (so the fake 'knows' the truth)."""
-        key: dict[str, str] = {}
-        for file_id in (job.body["training_file"], job.body["validation_file"]):
+    def answer_key(self, job: FakeJob | None = None) -> dict[str, str]:
+        """prompt user text → label, from the job's files, or every file (so the fake 'knows' the truth)."""
+        key: dict[str, str] = dict(self.known_answers)
+        file_ids = (job.body["training_file"], job.body["validation_file"]) if job else tuple(self.contents)
+        for file_id in file_ids:
             for line in self.contents[file_id].decode().splitlines():
                 messages = json.loads(line)["messages"]
                 key[messages[1]["content"]] = messages[-1]["content"]
         return key
 
-    def model_job(self, model: str) -> FakeJob:
-        return next(j for j in self.jobs.values() if j.body.get("fine_tuned_model") == model)
+    def model_job(self, model: str) -> FakeJob | None:
+        return next((j for j in self.jobs.values() if j.body.get("fine_tuned_model") == model), None)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -177,11 +184,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, body)
         if url.path == "/v1/chat/completions":
             fake.chat_requests += 1
+            fake.chat_models.append(payload["model"])
             job = fake.model_job(payload["model"])
+            if job is None and payload["model"] not in fake.served:
+                missing = f"The model `{payload['model']}` does not exist or you do not have access to it."
+                return self._send(404, {"error": {"message": missing, "type": "invalid_request_error"}})
+            accuracy = job.plan.accuracy if job is not None else fake.served[payload["model"]]
             user = payload["messages"][1]["content"]
-            truth = fake.answer_key(job)[user]
-            labels = sorted(set(fake.answer_key(job).values()), key=int)
-            right = int(hashlib.sha256(user.encode()).hexdigest(), 16) % 1000 < job.plan.accuracy * 1000
+            answers = fake.answer_key(job) | fake.known_answers
+            truth = answers[user]
+            labels = sorted(set(answers.values()), key=int)
+            # Which prompts a model gets right: a hash of the prompt and the model, below its accuracy.
+            draw = hashlib.sha256(f"{payload['model']}|{user}".encode()).hexdigest()
+            right = int(draw, 16) % 1000 < accuracy * 1000
             wrong = labels[(labels.index(truth) + 1) % len(labels)]
             first, second = (truth, wrong) if right else (wrong, truth)
             top = [(first, 0.8), (second, 0.15), (" x", 0.05)][: payload["top_logprobs"]]

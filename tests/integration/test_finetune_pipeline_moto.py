@@ -6,12 +6,17 @@ import json
 from typing import Any
 
 from categorizer.active_model import rollback_active_model, write_active_model
+from categorizer.finetune import golden
 from categorizer.finetune.errors import TransientError
+from categorizer.finetune.models import LabelledArticle
+from categorizer.finetune.storage import RunStore
 from categorizer.models import ActiveModel
+from categorizer.taxonomy import bundled_taxonomy
 from local import lambda_dispatch
-from tests.integration.support import PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack
+from tests.integration.support import BUCKET, PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack, _template
 from tests.support.finetune import demo_rows
 
+TAXONOMY = bundled_taxonomy("demo-1")
 RUN = {"taxonomy_version": "demo-1", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
 
 
@@ -240,3 +245,69 @@ def test_no_backfill_without_the_option_or_without_a_promotion(pipeline_stack: P
     assert json.loads(plain["output"])["promotion"]["backfill_execution_arn"] is None
     assert json.loads(worse["output"])["promotion"]["promoted"] is False
     assert _backfill_runs(pipeline_stack) == []
+
+
+def _seed_golden(stack: PipelineStack, openai: FakeFineTuningOpenAI, rows: list[dict[str, Any]]) -> int:
+    """Golden v1 from `rows` (imported), and the fake told their true labels."""
+    store = RunStore(stack.s3, BUCKET)
+    manifest = golden.publish(store, "golden/", [LabelledArticle.model_validate(r) for r in rows], source="test")
+    budget = int(_template()["Parameters"]["InputTokenBudget"]["Default"])
+    examples, _ = golden.examples(golden.load_articles(store, manifest.ref()), TAXONOMY, budget)
+    openai.known_answers |= {e["messages"][1]["content"]: e["messages"][-1]["content"] for e in examples}
+    return manifest.version
+
+
+def test_candidate_significantly_worse_on_the_golden_set_is_not_promoted(
+    pipeline_stack: PipelineStack, finetuning_openai: FakeFineTuningOpenAI
+):
+    # GIVEN an active model whose stored top-1 is low but which is right on ~95% of the golden set,
+    # a golden set of 80 articles, and a candidate right on about half
+    previous = _seed_active(pipeline_stack, top1=0.1)
+    finetuning_openai.served[previous.model_id] = 0.95
+    rows = demo_rows()
+    version = _seed_golden(pipeline_stack, finetuning_openai, rows[::3])
+    pipeline_stack.put_labels(rows)
+    finetuning_openai.plans.append(JobPlan(accuracy=0.5))
+    # WHEN the pipeline runs
+    run = pipeline_stack.run("run-golden-worse", RUN, timeout=60)
+    # THEN both models were scored on the same golden set, and the paired test keeps the active model
+    assert run["status"] == "SUCCEEDED", run
+    output = json.loads(run["output"])
+    promotion = output["promotion"]
+    assert promotion["promoted"] is False and promotion["rule"] == "paired_test"
+    assert "significantly worse" in promotion["reason"] and promotion["promotion_rule"]
+    paired = promotion["paired"]
+    assert paired["golden_version"] == version and paired["n"] == 80
+    assert paired["p_value"] < 0.05 and paired["active_top1"] > paired["candidate_top1"]
+    assert _active(pipeline_stack).model_id == previous.model_id
+    # AND the golden articles were never in the training files
+    assert output["dataset"]["golden"]["excluded_articles"] == 80
+    assert output["dataset"]["counts"]["train"] + output["dataset"]["counts"]["validation"] == 160
+    # AND the report holds both models on both sets, and the HTML page is next to it
+    report = pipeline_stack.json_object(output["evaluation"]["report"])
+    assert report["golden"]["candidate"]["metrics"]["n"] == 80 and report["golden"]["active"]["metrics"]["n"] == 80
+    assert report["validation"]["active"]["metrics"]["n"] == report["metrics"]["n"]
+    assert set(finetuning_openai.chat_models) == {previous.model_id, output["evaluation"]["model_id"]}
+    html_key = output["evaluation"]["html_report"].split(f"s3://{BUCKET}/", 1)[1]
+    assert html_key == "runs/run-golden-worse/report.html"
+    page = pipeline_stack.s3.get_object(Bucket=BUCKET, Key=html_key)
+    assert page["ContentType"] == "text/html" and b"reliability diagram" in page["Body"].read()
+
+
+def test_candidate_as_good_on_the_golden_set_is_promoted_over_a_better_stored_figure(
+    pipeline_stack: PipelineStack, finetuning_openai: FakeFineTuningOpenAI
+):
+    # GIVEN an active model with a high stored top-1 (measured elsewhere) that is as good as the
+    # candidate on the golden set
+    previous = _seed_active(pipeline_stack, top1=0.99)
+    finetuning_openai.served[previous.model_id] = 0.9
+    rows = demo_rows()
+    _seed_golden(pipeline_stack, finetuning_openai, rows[::3])
+    pipeline_stack.put_labels(rows)
+    finetuning_openai.plans.append(JobPlan(accuracy=0.9))
+    # WHEN the pipeline runs, THEN the paired test (not the stored figure) decides: promoted
+    run = pipeline_stack.run("run-golden-equal", RUN, timeout=60)
+    assert run["status"] == "SUCCEEDED", run
+    promotion = json.loads(run["output"])["promotion"]
+    assert promotion["promoted"] is True and promotion["rule"] == "paired_test", promotion
+    assert _active(pipeline_stack).model_id != previous.model_id

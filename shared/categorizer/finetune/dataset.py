@@ -62,6 +62,16 @@ def parse_labelled(lines: Iterable[SourceLine]) -> tuple[list[LabelledArticle], 
     return articles, read
 
 
+def latest_revisions(articles: Iterable[LabelledArticle]) -> dict[str, LabelledArticle]:
+    """An article labelled twice (re-imported, corrected): its latest revision wins, then file order."""
+    latest: dict[str, LabelledArticle] = {}
+    for article in articles:
+        kept = latest.get(article.article_id)
+        if kept is None or article.revision >= kept.revision:
+            latest[article.article_id] = article
+    return latest
+
+
 def build_dataset(
     articles: Sequence[LabelledArticle],
     taxonomy: Taxonomy,
@@ -70,7 +80,10 @@ def build_dataset(
     validation_fraction: float,
     seed: int,
     min_examples_per_class: int,
+    held_out_articles: frozenset[str] = frozenset(),
+    held_out_prompts: frozenset[str] = frozenset(),
 ) -> Dataset:
+    """`held_out_*`: the golden set's article ids and prompt fingerprints, kept out of both splits."""
     unknown = sorted({a.category_id for a in articles if a.category_id not in taxonomy.by_id})
     if unknown:
         raise DatasetInvalid(
@@ -79,17 +92,19 @@ def build_dataset(
                 [repr(c) for c in unknown],
             )
         )
-    # An article labelled twice (re-imported, corrected): its latest revision wins, then file order.
-    latest: dict[str, LabelledArticle] = {}
-    for article in articles:
-        kept = latest.get(article.article_id)
-        if kept is None or article.revision >= kept.revision:
-            latest[article.article_id] = article
+    latest = latest_revisions(articles)
+    golden_articles = [article_id for article_id in latest if article_id in held_out_articles]
+    for article_id in golden_articles:
+        del latest[article_id]
+    golden_prompts = 0
     # Identical prompts (syndicated copies) count once; identical prompts with different labels
     # would teach the model noise, so they are dropped and reported.
     by_prompt: dict[str, tuple[Example, set[str]]] = {}
     for article in latest.values():
         prompt = build_prompt(article.title, article.text, input_token_budget)
+        if prompt.fingerprint in held_out_prompts:  # a golden article's copy under another id
+            golden_prompts += 1
+            continue
         label = taxonomy.by_id[article.category_id].label
         entry = by_prompt.setdefault(prompt.fingerprint, (build_training_example(prompt, label), set()))
         entry[1].add(label)
@@ -122,8 +137,10 @@ def build_dataset(
     counts = {
         "records_read": len(articles),
         "articles": len(latest),
-        "duplicate_records": len(articles) - len(latest),
-        "duplicate_prompts": len(latest) - len(by_prompt),
+        "duplicate_records": len(articles) - len(latest) - len(golden_articles),
+        "golden_articles_excluded": len(golden_articles),
+        "golden_prompts_excluded": golden_prompts,
+        "duplicate_prompts": len(latest) - golden_prompts - len(by_prompt),
         "conflicting_prompts_dropped": conflicting,
         "examples": len(train) + len(validation),
         "train": len(train),

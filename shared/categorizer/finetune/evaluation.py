@@ -1,4 +1,4 @@
-"""Evaluate: the new model over the validation set through the production classifier.
+"""Evaluate: a model over an evaluation set (validation, golden) through the production classifier.
 
 Each validation example is sent exactly as the categorize function would send it
 (`OpenAIClassifier.classify`, same decoding and logit bias), so the metrics describe
@@ -12,10 +12,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from categorizer.classifier import OpenAIClassifier
 from categorizer.errors import NoValidLabelError
 from categorizer.finetune.dataset import Example
-from categorizer.finetune.models import EvaluationMetrics
+from categorizer.finetune.models import ClassScores, Confusion, EvaluationMetrics, ReliabilityBin, SetEvaluation
 from categorizer.prompt import Prompt, estimate_prompt_tokens
 from categorizer.taxonomy import Taxonomy
 
@@ -69,7 +71,7 @@ def compute_metrics(scored: Sequence[Scored]) -> EvaluationMetrics:
     n = len(scored)
     if n == 0:
         raise ValueError("no examples to score")
-    top1 = [bool(s.ranked) and s.ranked[0] == s.truth for s in scored]
+    top1 = top1_correct(scored)
     top3 = [s.truth in s.ranked[:3] for s in scored]
     return EvaluationMetrics(
         n=n,
@@ -108,18 +110,70 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     return sum(abs(sum(ok for _, ok in b) / len(b) - sum(p for p, _ in b) / len(b)) * len(b) / n for b in bins if b)
 
 
-def per_class(scored: Sequence[Scored], taxonomy: Taxonomy) -> dict[str, dict[str, float | int | str]]:
-    """Support, precision and recall per true class: where the model is weak."""
+def top1_correct(scored: Sequence[Scored]) -> list[bool]:
+    return [bool(s.ranked) and s.ranked[0] == s.truth for s in scored]
+
+
+def per_class(scored: Sequence[Scored], taxonomy: Taxonomy) -> dict[str, ClassScores]:
+    """Support, precision, recall and F1 per class that occurs as truth or prediction: where the model is weak."""
     support: Counter[str] = Counter(s.truth for s in scored)
     predicted: Counter[str] = Counter(s.ranked[0] for s in scored if s.ranked)
     hits: Counter[str] = Counter(s.truth for s in scored if s.ranked and s.ranked[0] == s.truth)
-    return {
-        taxonomy.by_label[label].id: {
-            "label": label,
-            "name": taxonomy.by_label[label].name,
-            "support": support[label],
-            "precision": round(hits[label] / predicted[label], 4) if predicted[label] else 0.0,
-            "recall": round(hits[label] / support[label], 4),
-        }
-        for label in sorted(support, key=int)
-    }
+    scores: dict[str, ClassScores] = {}
+    for label in sorted(set(support) | set(predicted), key=int):
+        precision = hits[label] / predicted[label] if predicted[label] else 0.0
+        recall = hits[label] / support[label] if support[label] else 0.0
+        denominator = support[label] + predicted[label]
+        category = taxonomy.by_label[label]
+        scores[category.id] = ClassScores(
+            label=label,
+            name=category.name,
+            support=support[label],
+            predicted=predicted[label],
+            precision=round(precision, 4),
+            recall=round(recall, 4),
+            f1=round(2 * hits[label] / denominator, 4) if denominator else 0.0,
+        )
+    return scores
+
+
+def confusion(scored: Sequence[Scored], taxonomy: Taxonomy) -> Confusion:
+    """Rows: true class; columns: top-1 class, then "no valid label". Classes seen as truth or prediction."""
+    labels = sorted({s.truth for s in scored} | {s.ranked[0] for s in scored if s.ranked}, key=int)
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
+    rows = [index[s.truth] for s in scored]
+    columns = [index[s.ranked[0]] if s.ranked else len(labels) for s in scored]
+    np.add.at(matrix, (rows, columns), 1)
+    return Confusion(classes=[taxonomy.by_label[label].id for label in labels], matrix=matrix.tolist())
+
+
+def reliability(scored: Sequence[Scored]) -> list[ReliabilityBin]:
+    """The 10 equal-width bins ECE sums over: the reliability diagram's bars."""
+    confidence = np.array([s.confidence for s in scored], dtype=np.float64)
+    correct = np.array(top1_correct(scored), dtype=np.float64)
+    bins = np.minimum((confidence * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    result: list[ReliabilityBin] = []
+    for b in range(ECE_BINS):
+        members = bins == b
+        count = int(members.sum())
+        result.append(
+            ReliabilityBin(
+                lower=b / ECE_BINS,
+                upper=(b + 1) / ECE_BINS,
+                count=count,
+                mean_confidence=round(float(confidence[members].mean()), 4) if count else 0.0,
+                accuracy=round(float(correct[members].mean()), 4) if count else 0.0,
+            )
+        )
+    return result
+
+
+def set_evaluation(scored: Sequence[Scored], model_id: str, taxonomy: Taxonomy) -> SetEvaluation:
+    return SetEvaluation(
+        model_id=model_id,
+        metrics=compute_metrics(scored),
+        per_class=per_class(scored, taxonomy),
+        confusion=confusion(scored, taxonomy),
+        reliability=reliability(scored),
+    )

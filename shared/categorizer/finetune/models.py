@@ -109,6 +109,17 @@ class TokenEstimate(BaseModel):
     estimated_cost_usd: float
 
 
+class GoldenRef(BaseModel):
+    """The golden-set version ExportDataset left out of training; Evaluate scores both models on it."""
+
+    version: int = Field(ge=1)
+    key: str
+    sha256: str
+    count: int
+    excluded_articles: int = 0  # labelled articles of the golden set dropped from train/validation
+    excluded_prompts: int = 0  # other articles with a golden article's exact prompt (syndicated copies)
+
+
 class DatasetManifest(BaseModel):
     run_id: str
     created_at: datetime
@@ -124,6 +135,7 @@ class DatasetManifest(BaseModel):
     taxonomy_classes_without_examples: int
     tokens: TokenEstimate
     cost_guard_usd: float
+    golden: GoldenRef | None = None  # the golden set left out of both splits
     files: dict[str, str] = Field(default_factory=dict)
 
 
@@ -145,6 +157,7 @@ class DatasetRef(BaseModel):
     counts: dict[str, int]
     estimated_cost_usd: float
     classes_with_too_few_examples: list[str]
+    golden: GoldenRef | None = None
 
 
 class FilesRef(BaseModel):
@@ -163,11 +176,83 @@ class JobState(BaseModel):
     reused: bool = False
 
 
+class ClassScores(BaseModel):
+    label: str
+    name: str
+    support: int
+    predicted: int
+    precision: float
+    recall: float
+    f1: float
+
+
+class Confusion(BaseModel):
+    """Counts: rows are true classes, columns predicted ones (ids), plus a last column for no valid label."""
+
+    classes: list[str]
+    matrix: list[list[int]]
+
+
+class ReliabilityBin(BaseModel):
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float
+    accuracy: float
+
+
+class SetEvaluation(BaseModel):
+    """One model on one evaluation set."""
+
+    model_id: str
+    metrics: EvaluationMetrics
+    per_class: dict[str, ClassScores]
+    confusion: Confusion
+    reliability: list[ReliabilityBin]
+
+
+class ValidationEvaluation(BaseModel):
+    """Both models on this run's validation set (the active model may have trained on some of it)."""
+
+    candidate: SetEvaluation
+    active: SetEvaluation | None = None
+
+
+class GoldenEvaluation(BaseModel):
+    version: int
+    key: str
+    skipped: int  # golden articles whose category is not in this run's taxonomy
+    candidate: SetEvaluation
+    active: SetEvaluation | None = None
+
+
+class PairedComparison(BaseModel):
+    """The candidate and the active model on the same golden examples (promotion.paired_comparison)."""
+
+    golden_version: int
+    active_model_id: str
+    n: int
+    candidate_top1: float
+    active_top1: float
+    candidate_only: int  # examples the candidate got right and the active model wrong
+    active_only: int  # examples the active model got right and the candidate wrong
+    # One-sided exact McNemar: P(X ≥ active_only) for X ~ Binomial(candidate_only + active_only, ½).
+    p_value: float
+    # 95% paired bootstrap interval of candidate − active top-1 (reported, not the decision).
+    difference_low: float
+    difference_high: float
+
+
 class Decision(BaseModel):
     promote: bool
     reason: str
+    # Which branch of the documented rule decided (promotion.PROMOTION_RULE).
+    rule: Literal["first_model", "forced", "paired_test", "golden_top1", "stored_top1", "stale_comparison"] = (
+        "stored_top1"
+    )
     active_model_id: str | None = None
     active_top1: float | None = None
+    paired: PairedComparison | None = None
 
 
 class EvaluationRef(BaseModel):
@@ -175,6 +260,32 @@ class EvaluationRef(BaseModel):
     model_id: str
     metrics: EvaluationMetrics
     comparison: Decision
+    # Evaluate's paired golden comparison, re-checked by Promote against the record as it is then.
+    paired: PairedComparison | None = None
+    # Why there is no paired comparison (no golden set, the active model could not be scored, …).
+    paired_unavailable: str | None = None
+    html_report: str | None = None
+
+
+class EvaluationReport(BaseModel):
+    """runs/<execution>/evaluation.json; report.html renders the same document."""
+
+    run_id: str
+    evaluated_at: datetime
+    model_id: str
+    job_id: str
+    trained_tokens: int | None
+    taxonomy_version: str
+    validation_file: str
+    dataset_manifest: str
+    metrics: EvaluationMetrics  # the candidate on the validation set
+    per_class: dict[str, ClassScores]  # the same, per class
+    active_model: dict[str, str | float | None]  # {model_id, top1 (its stored figure)}
+    comparison: Decision  # Evaluate's view of the decision; Promote re-decides with the record as it is then
+    promotion_rule: str
+    validation: ValidationEvaluation
+    golden: GoldenEvaluation | None = None
+    paired_unavailable: str | None = None
 
 
 class ShadowWait(BaseModel):

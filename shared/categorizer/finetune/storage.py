@@ -25,10 +25,10 @@ class RunStore:
     def run_key(self, run_id: str, name: str) -> str:
         return f"{self._runs_prefix}{run_id}/{name}"
 
-    def label_keys(self, prefix: str) -> list[str]:
+    def label_keys(self, prefix: str, suffix: str = ".jsonl") -> list[str]:
         keys: list[str] = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".jsonl")]
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
         return sorted(keys)
 
     def lines(self, keys: list[str]) -> Iterator[SourceLine]:

@@ -21,23 +21,28 @@ from openai import AsyncOpenAI
 from categorizer.backfill.models import BackfillConfig
 from categorizer.classifier import OpenAIClassifier
 from categorizer.config import FineTuneSettings
-from categorizer.errors import TaxonomyError
+from categorizer.errors import PermanentError, TaxonomyError
 from categorizer.finetune import dataset as ds
-from categorizer.finetune import evaluation, jobs, promotion, shadow
+from categorizer.finetune import evaluation, golden, jobs, promotion, report, shadow
 from categorizer.finetune.errors import CostGuardExceeded, DatasetInvalid, EvaluationFailed, TransientError
 from categorizer.finetune.models import (
     DatasetManifest,
     DatasetRef,
     EvaluationRef,
+    EvaluationReport,
     FilesRef,
+    GoldenEvaluation,
     JobState,
     PipelineConfig,
     PipelineState,
     RunInfo,
+    SetEvaluation,
+    ValidationEvaluation,
 )
 from categorizer.finetune.storage import RunStore
+from categorizer.models import ActiveModel
 from categorizer.pricing import Prices
-from categorizer.taxonomy import bundled_taxonomy
+from categorizer.taxonomy import Taxonomy, bundled_taxonomy
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -101,6 +106,9 @@ class Pipeline:
             if not keys:
                 raise DatasetInvalid(f"no labelled .jsonl files under {self._store.uri(prefix)}")
             articles, _ = ds.parse_labelled(self._store.lines(keys))
+            golden_manifest = golden.current_manifest(self._store, self._settings.golden_prefix)
+            golden_ref = golden_manifest.ref() if golden_manifest is not None else None
+            golden_articles = golden.load_articles(self._store, golden_ref) if golden_ref is not None else []
         dataset = ds.build_dataset(
             articles,
             taxonomy,
@@ -108,7 +116,16 @@ class Pipeline:
             validation_fraction=config.validation_fraction,
             seed=config.seed,
             min_examples_per_class=config.min_examples_per_class,
+            held_out_articles=frozenset(a.article_id for a in golden_articles),
+            held_out_prompts=golden.prompt_fingerprints(golden_articles, self._settings.input_token_budget),
         )
+        if golden_ref is not None:
+            golden_ref = golden_ref.model_copy(
+                update={
+                    "excluded_articles": dataset.counts["golden_articles_excluded"],
+                    "excluded_prompts": dataset.counts["golden_prompts_excluded"],
+                }
+            )
         ds.validate_dataset(dataset, taxonomy, self._settings.max_example_tokens)
         tokens = ds.estimate_tokens(
             dataset, config.hyperparameters.n_epochs, self._prices, self._settings.max_example_tokens
@@ -125,6 +142,7 @@ class Pipeline:
             created_at=datetime.now(UTC),
             taxonomy_version=taxonomy.version,
             source={"bucket": self._store.bucket, "prefix": prefix, "files": keys, "records": len(articles)},
+            golden=golden_ref,
             input_token_budget=self._settings.input_token_budget,
             seed=config.seed,
             validation_fraction=config.validation_fraction,
@@ -150,6 +168,7 @@ class Pipeline:
             counts={k: dataset.counts[k] for k in ("train", "validation", "classes")},
             estimated_cost_usd=tokens.estimated_cost_usd,
             classes_with_too_few_examples=dataset.too_few,
+            golden=golden_ref,
         )
         return {
             "run": run.model_dump(),
@@ -197,45 +216,134 @@ class Pipeline:
         return job.model_dump()
 
     async def evaluate(self, state: PipelineState) -> dict[str, Any]:
+        """The candidate and the active model on the validation set and the golden set, in one run."""
         job = _succeeded_job(state)
         assert job.fine_tuned_model is not None  # checked by _succeeded_job
+        candidate_id = job.fine_tuned_model
         taxonomy = bundled_taxonomy(state.config.taxonomy_version)
+        golden_ref = state.dataset.golden
+        classifier = OpenAIClassifier(
+            self._openai,
+            top_k=self._settings.top_k,
+            label_logit_bias=self._settings.label_logit_bias,
+            prices=self._prices,
+        )
         with transient_errors():
             lines = self._store.lines([self._store.key_of(state.dataset.validation)])
-            examples: list[ds.Example] = [json.loads(line.text) for line in lines if line.text.strip()]
-            examples = examples[: state.config.max_eval_examples]
-            classifier = OpenAIClassifier(
-                self._openai,
-                top_k=self._settings.top_k,
-                label_logit_bias=self._settings.label_logit_bias,
-                prices=self._prices,
-            )
-            scored = await evaluation.score_examples(
-                classifier, examples, job.fine_tuned_model, taxonomy, self._settings.eval_concurrency
-            )
+            validation: list[ds.Example] = [json.loads(line.text) for line in lines if line.text.strip()]
+            validation = validation[: state.config.max_eval_examples]
+            golden_examples: list[ds.Example] = []
+            golden_skipped = 0
+            if golden_ref is not None:
+                golden_examples, golden_skipped = golden.examples(
+                    golden.load_articles(self._store, golden_ref), taxonomy, self._settings.input_token_budget
+                )
             active = promotion.current_active_model(self._ssm, self._settings.active_model_parameter)
-        metrics = evaluation.compute_metrics(scored)
+            candidate_validation = await self._score(classifier, validation, candidate_id, taxonomy)
+            candidate_golden = await self._score(classifier, golden_examples, candidate_id, taxonomy)
+            active_validation, active_golden, active_unavailable = await self._score_active(
+                classifier, active, taxonomy, validation, golden_examples
+            )
+        metrics = evaluation.compute_metrics(candidate_validation)
         if metrics.no_valid_label == metrics.n:
-            raise EvaluationFailed(f"{job.fine_tuned_model} answered no valid label on {metrics.n} examples")
-        comparison = promotion.decide(metrics.model_dump(), active, force=state.config.force_promote)
-        report = {
-            "run_id": state.run.execution_name,
-            "evaluated_at": datetime.now(UTC).isoformat(),
-            "model_id": job.fine_tuned_model,
-            "job_id": job.job_id,
-            "trained_tokens": job.trained_tokens,
-            "taxonomy_version": taxonomy.version,
-            "validation_file": state.dataset.validation,
-            "dataset_manifest": state.dataset.manifest,
-            "metrics": metrics.model_dump(),
-            "active_model": {"model_id": comparison.active_model_id, "top1": comparison.active_top1},
-            "comparison": comparison.model_dump(),
-            "per_class": evaluation.per_class(scored, taxonomy),
-        }
+            raise EvaluationFailed(f"{candidate_id} answered no valid label on {metrics.n} examples")
+        paired = None
+        if golden_ref is None:
+            paired_unavailable: str | None = "no golden set yet"
+        elif not golden_examples:
+            paired_unavailable = f"golden v{golden_ref.version} has no article in taxonomy {taxonomy.version}"
+        elif active_golden is None:
+            paired_unavailable = active_unavailable
+        else:
+            assert active is not None  # active_golden is only scored for a record
+            paired_unavailable = None
+            paired = promotion.paired_comparison(
+                evaluation.top1_correct(candidate_golden),
+                evaluation.top1_correct(active_golden),
+                golden_version=golden_ref.version,
+                active_model_id=active.model_id,
+            )
+        comparison = promotion.decide(
+            metrics.model_dump(),
+            active,
+            force=state.config.force_promote,
+            paired=paired,
+            paired_unavailable=paired_unavailable or "",
+        )
+        document = EvaluationReport(
+            run_id=state.run.execution_name,
+            evaluated_at=datetime.now(UTC),
+            model_id=candidate_id,
+            job_id=job.job_id,
+            trained_tokens=job.trained_tokens,
+            taxonomy_version=taxonomy.version,
+            validation_file=state.dataset.validation,
+            dataset_manifest=state.dataset.manifest,
+            metrics=metrics,
+            per_class=evaluation.per_class(candidate_validation, taxonomy),
+            active_model={"model_id": comparison.active_model_id, "top1": comparison.active_top1},
+            comparison=comparison,
+            promotion_rule=promotion.PROMOTION_RULE,
+            validation=ValidationEvaluation(
+                candidate=evaluation.set_evaluation(candidate_validation, candidate_id, taxonomy),
+                active=_set_evaluation(active_validation, active, taxonomy),
+            ),
+            golden=GoldenEvaluation(
+                version=golden_ref.version,
+                key=golden_ref.key,
+                skipped=golden_skipped,
+                candidate=evaluation.set_evaluation(candidate_golden, candidate_id, taxonomy),
+                active=_set_evaluation(active_golden, active, taxonomy),
+            )
+            if golden_ref is not None and candidate_golden
+            else None,
+            paired_unavailable=paired_unavailable,
+        )
         with transient_errors():
-            uri = self._store.put_json(self._store.run_key(state.run.execution_name, "evaluation.json"), report)
-        ref = EvaluationRef(report=uri, model_id=job.fine_tuned_model, metrics=metrics, comparison=comparison)
+            run_id = state.run.execution_name
+            uri = self._store.put_json(self._store.run_key(run_id, "evaluation.json"), document.model_dump(mode="json"))
+            html_uri = self._store.put_bytes(
+                self._store.run_key(run_id, "report.html"), report.render(document).encode("utf-8"), "text/html"
+            )
+        ref = EvaluationRef(
+            report=uri,
+            model_id=candidate_id,
+            metrics=metrics,
+            comparison=comparison,
+            paired=paired,
+            paired_unavailable=paired_unavailable,
+            html_report=html_uri,
+        )
         return ref.model_dump(mode="json")
+
+    async def _score(
+        self, classifier: OpenAIClassifier, examples: list[ds.Example], model_id: str, taxonomy: Taxonomy
+    ) -> list[evaluation.Scored]:
+        if not examples:
+            return []
+        concurrency = self._settings.eval_concurrency
+        return await evaluation.score_examples(classifier, examples, model_id, taxonomy, concurrency)
+
+    async def _score_active(
+        self,
+        classifier: OpenAIClassifier,
+        active: ActiveModel | None,
+        taxonomy: Taxonomy,
+        validation: list[ds.Example],
+        golden_examples: list[ds.Example],
+    ) -> tuple[list[evaluation.Scored] | None, list[evaluation.Scored] | None, str]:
+        """The active model on the same examples: (validation, golden, why not when it cannot be scored)."""
+        if active is None:
+            return None, None, "no active model"
+        if active.taxonomy_version != taxonomy.version:
+            return None, None, f"the active model answers taxonomy {active.taxonomy_version}, not {taxonomy.version}"
+        try:
+            scored_validation = await self._score(classifier, validation, active.model_id, taxonomy)
+            scored_golden = await self._score(classifier, golden_examples, active.model_id, taxonomy)
+        # OpenAI no longer serves it (deleted, another organisation's): the candidate is still judged.
+        except (PermanentError, openai.NotFoundError, openai.PermissionDeniedError) as error:
+            return None, None, f"the active model {active.model_id} could not be scored: {error}"
+        return scored_validation, scored_golden or None, ""
 
     def promote(self, state: PipelineState) -> dict[str, Any]:
         job = _succeeded_job(state)
@@ -261,11 +369,16 @@ class Pipeline:
                 job_id=job.job_id,
                 dataset_manifest=state.dataset.manifest,
                 force=state.config.force_promote,
+                paired=state.evaluation.paired,
+                paired_unavailable=state.evaluation.paired_unavailable or "",
             )
         backfill = state.config.backfill_after_promote
         return {
             "promoted": decision.promote,
             "reason": decision.reason,
+            "rule": decision.rule,
+            "promotion_rule": promotion.PROMOTION_RULE,
+            "paired": decision.paired.model_dump() if decision.paired is not None else None,
             "model_id": state.evaluation.model_id,
             "previous_model_id": decision.active_model_id,
             "parameter_version": version,
@@ -300,3 +413,11 @@ def _succeeded_job(state: PipelineState) -> JobState:
     if state.job is None or state.job.status != "succeeded" or not state.job.fine_tuned_model:
         raise ValueError("this task needs a succeeded job with a fine-tuned model ($.job)")
     return state.job
+
+
+def _set_evaluation(
+    scored: list[evaluation.Scored] | None, active: ActiveModel | None, taxonomy: Taxonomy
+) -> SetEvaluation | None:
+    if not scored or active is None:
+        return None
+    return evaluation.set_evaluation(scored, active.model_id, taxonomy)

@@ -8,14 +8,32 @@ its rate, so an idle instance cannot save up a minute of requests and spend it a
 The buckets only know this instance. The account's state comes back on every response in
 the `x-ratelimit-*` headers: when they say the next request would not fit, every caller
 pauses until it would, so the fleet backs off before a 429 arrives; a 429 that does arrive
-pauses all callers for its `retry-after-ms`. Written by hand because no limiter library reads
-OpenAI's headers. It holds no asyncio primitives, so one instance survives across event
-loops (Lambda invocations outside the runtime).
+pauses all callers for its `retry-after-ms`.
+
+The same headers calibrate what one request costs this instance's buckets. OpenAI's limiter
+does not count tokens the way tiktoken does (it estimates them from the request's characters
+plus max_tokens: local/openai_server/chat.py `rate_limit_tokens` cites what OpenAI documents),
+and the planner's shares leave headroom that an account may not need. One instance cannot
+measure the server's count of its own requests (every instance's spending is in the same
+`remaining`), but the whole fleet's can be read from the account's bank, in seconds of refill
+(remaining × 60 / limit): over a window of `_WINDOW_SECONDS` the fleet spent
+1 − Δbank / Δt of the limit. Each instance compares that with what the account should spend
+(the limit, plus or minus the bank's distance from `_TARGET_BANK_SECONDS` over
+`_BANK_HORIZON_SECONDS`) and multiplies its cost scale by the square root of their ratio when
+it overspends, or underspends while it waits on its own bucket. The scale starts at 1 (the
+tiktoken count, the planner's share) and stays within `_SCALE_BOUNDS`; every instance reads
+the same bank, so together they converge on the account's limit and the token scale on about
+the server's count ÷ tiktoken's. A full bank (reset ≈ 0) hides the spending: an instance that
+waits then lowers its scale by `_FULL_BANK_STEP`.
+
+Written by hand because no limiter library reads OpenAI's headers. It holds no asyncio
+primitives, so one instance survives across event loops (Lambda invocations outside the runtime).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +44,18 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DEFAULT_THROTTLE_PAUSE = 1.0
 # Never trust a header to stop an instance longer than this.
 _MAX_PAUSE = 60.0
+# Calibration (module docstring). 5 s of bank leaves a 429 margin of hundreds of requests at any
+# tier and fits the offline server's 15-s bucket (`make bench`) as well as OpenAI's 60-s one.
+_TARGET_BANK_SECONDS = 5.0
+_BANK_HORIZON_SECONDS = 10.0
+# Spend at most 1.5 × the limit while the bank is large, at least half of it while it refills.
+_SPEND_BOUNDS = (0.5, 1.5)
+_WINDOW_SECONDS = 2.0
+_SCALE_BOUNDS = (0.25, 4.0)
+# A reset shorter than this means the account's bucket is full.
+_FULL_RESET_SECONDS = 0.05
+_FULL_BANK_STEP = 0.1
+_KINDS = ("requests", "tokens")
 
 
 def parse_reset(value: str) -> float:
@@ -91,6 +121,11 @@ class RateLimiter:
         self._tokens = _Bucket(tokens_per_minute, burst_seconds, now) if tokens_per_minute > 0 else None
         self._paused_until = 0.0
         self._last_tokens = 1
+        # What one request (one tiktoken token) costs the bucket, calibrated by observe().
+        self._scale = dict.fromkeys(_KINDS, 1.0)
+        self._waited_at = dict.fromkeys(_KINDS, -math.inf)
+        # Per kind: (time, bank seconds, full) at the start of the current window.
+        self._window: dict[str, tuple[float, float, bool]] = {}
 
     async def acquire(self, tokens: int) -> float:
         """Wait until one request of `tokens` tokens fits; return the seconds waited.
@@ -101,10 +136,13 @@ class RateLimiter:
         started = self._clock()
         self._last_tokens = max(1, tokens)
         wait = max(0.0, self._paused_until - started)
-        if self._requests is not None:
-            wait = max(wait, self._requests.reserve(1, started))
-        if self._tokens is not None:
-            wait = max(wait, self._tokens.reserve(tokens, started))
+        for kind, bucket, amount in (("requests", self._requests, 1), ("tokens", self._tokens, tokens)):
+            if bucket is None:
+                continue
+            own_wait = bucket.reserve(amount * self._scale[kind], started)
+            if own_wait > 0:
+                self._waited_at[kind] = started
+            wait = max(wait, own_wait)
         while wait > 0:
             await self._sleep(wait)
             wait = self._paused_until - self._clock()
@@ -116,8 +154,14 @@ class RateLimiter:
         if status_code == 429:
             pause = retry_after_seconds(headers)
             self._pause(now, _DEFAULT_THROTTLE_PAUSE if pause is None else pause)
-            return
-        for kind, need in (("requests", 1), ("tokens", self._last_tokens)):
+        else:
+            self._pause_for_room(headers, now)
+        for kind in _KINDS:
+            self._calibrate(kind, headers, now)
+
+    def _pause_for_room(self, headers: Mapping[str, str], now: float) -> None:
+        """Pause everyone until the next request (the last one's size) fits the account."""
+        for kind, need in (("requests", 1.0), ("tokens", self._last_tokens * self._scale["tokens"])):
             remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
             reset_value = headers.get(f"x-ratelimit-reset-{kind}")
             if remaining is None or remaining >= need or not reset_value:
@@ -130,3 +174,30 @@ class RateLimiter:
 
     def _pause(self, now: float, seconds: float) -> None:
         self._paused_until = max(self._paused_until, now + min(max(seconds, 0.0), _MAX_PAUSE))
+
+    def _calibrate(self, kind: str, headers: Mapping[str, str], now: float) -> None:
+        """At the end of each window, scale what a request of `kind` costs by the fleet's spending."""
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+        if remaining is None or not limit:
+            return
+        bank = remaining * 60 / limit
+        reset_value = headers.get(f"x-ratelimit-reset-{kind}")
+        full = reset_value is not None and parse_reset(reset_value) < _FULL_RESET_SECONDS
+        started = self._window.get(kind)
+        if started is not None and now - started[0] < _WINDOW_SECONDS:
+            return
+        self._window[kind] = (now, bank, full)
+        if started is None:
+            return
+        window_start, start_bank, start_full = started
+        waited = self._waited_at[kind] >= window_start
+        if full or start_full:
+            factor = 1 - _FULL_BANK_STEP if waited else 1.0
+        else:
+            spent = max(0.05, 1 - (bank - start_bank) / (now - window_start))
+            low, high = _SPEND_BOUNDS
+            wanted = min(high, max(low, 1 + (bank - _TARGET_BANK_SECONDS) / _BANK_HORIZON_SECONDS))
+            factor = math.sqrt(spent / wanted) if spent > wanted or waited else 1.0
+        low, high = _SCALE_BOUNDS
+        self._scale[kind] = min(high, max(low, self._scale[kind] * factor))

@@ -239,3 +239,131 @@ def test_zero_budget_turns_the_limiter_off() -> None:
         return [await limiter.acquire(10_000) for _ in range(1000)]
 
     assert set(clock.run(run())) == {0.0}
+
+
+class SimulatedAccount:
+    """An OpenAI account's two buckets (15 s of refill, like `make bench`'s server), shared by a
+    fleet: it counts each request's tokens as `server_ratio` × the client's tiktoken count and
+    answers with OpenAI's x-ratelimit headers, or a 429 when the request does not fit."""
+
+    def __init__(self, clock: FakeClock, rpm: float, tpm: float, server_ratio: float) -> None:
+        self.clock, self.server_ratio = clock, server_ratio
+        self.limits = {"requests": rpm, "tokens": tpm}
+        self.levels = {kind: limit / 4 for kind, limit in self.limits.items()}
+        self.updated = clock.now
+        self.admitted = {"requests": 0.0, "tokens": 0.0}
+        self.refused = 0
+
+    def admit(self, tiktoken_tokens: int) -> tuple[dict[str, str], int]:
+        elapsed, self.updated = self.clock.now - self.updated, self.clock.now
+        for kind, limit in self.limits.items():
+            self.levels[kind] = min(limit / 4, self.levels[kind] + elapsed * limit / 60)
+        cost = {"requests": 1.0, "tokens": tiktoken_tokens * self.server_ratio}
+        fits = all(self.levels[kind] >= cost[kind] for kind in cost)
+        if fits:
+            for kind in cost:
+                self.levels[kind] -= cost[kind]
+                self.admitted[kind] += cost[kind]
+        else:
+            self.refused += 1
+        headers = {"retry-after-ms": "100"} if not fits else {}
+        for kind, limit in self.limits.items():
+            headers[f"x-ratelimit-limit-{kind}"] = str(int(limit))
+            headers[f"x-ratelimit-remaining-{kind}"] = str(int(self.levels[kind]))
+            headers[f"x-ratelimit-reset-{kind}"] = f"{(limit / 4 - self.levels[kind]) * 60 / limit:.3f}s"
+        return headers, 200 if fits else 429
+
+
+def _run_fleet(
+    account: SimulatedAccount, clock: FakeClock, instance_rpm: float, instance_tpm: float
+) -> dict[str, float]:
+    """Three instances, ten records each in flight (300 ms calls), for 240 virtual seconds; returns
+    the share of each of the account's limits admitted over the last 120 s."""
+    limiters = [_limiter(clock, instance_rpm, instance_tpm) for _ in range(3)]
+    end = clock.now + 240
+    measured_from = clock.now + 120
+    admitted_before: dict[str, float] = {}
+
+    async def record_loop(limiter: RateLimiter) -> None:
+        while clock.now < end:
+            await limiter.acquire(100)
+            if clock.now >= measured_from and not admitted_before:
+                admitted_before.update(account.admitted)
+            headers, status = account.admit(100)
+            await clock.sleep(0.3)
+            limiter.observe(headers, status)
+
+    async def run() -> None:
+        await asyncio.gather(*(record_loop(limiter) for limiter in limiters for _ in range(10)))
+
+    clock.run(run())
+    return {
+        kind: (account.admitted[kind] - admitted_before[kind]) / 120 * 60 / account.limits[kind]
+        for kind in account.limits
+    }
+
+
+@pytest.mark.parametrize(
+    ("server_ratio", "bound"),
+    [
+        # the server counts a third of tiktoken's tokens (Japanese, counted from characters): requests bind
+        (0.35, "requests"),
+        # the server counts what tiktoken counts, or half as much again: tokens bind
+        (1.0, "tokens"),
+        (1.5, "tokens"),
+    ],
+)
+def test_a_fleet_calibrates_to_the_binding_limit_as_the_server_counts(server_ratio: float, bound: str) -> None:
+    # GIVEN an account of 6,000 requests and 360,000 tokens a minute whose server counts tokens
+    # `server_ratio` × tiktoken, and three instances with the planner's shares for 100-token
+    # requests (tokens bind at 3,600/min; 0.97 headroom): 1,164 requests and 116,400 tokens each
+    clock = FakeClock()
+    account = SimulatedAccount(clock, rpm=6000, tpm=360_000, server_ratio=server_ratio)
+    # WHEN they run flat out for four virtual minutes, reading the account's headers
+    achieved = _run_fleet(account, clock, instance_rpm=1164, instance_tpm=116_400)
+    # THEN over the last two minutes the account is kept at its binding limit as the server
+    # counts it (a little over 1 is the bank it had saved), with almost no 429s
+    assert 0.98 <= achieved[bound] <= 1.02
+    assert max(achieved.values()) == achieved[bound]
+    assert account.refused <= 0.005 * account.admitted["requests"]
+
+
+def test_a_healthy_bank_does_not_loosen_an_instance_that_never_waits() -> None:
+    # GIVEN an instance of 600 requests/min whose callers never wait on it, and an account
+    # reporting a full bank on every response
+    clock = FakeClock()
+    limiter = _limiter(clock, rpm=600, tpm=0)
+    healthy = {"x-ratelimit-limit-requests": "6000", "x-ratelimit-remaining-requests": "6000"}
+
+    async def light_load() -> None:
+        for _ in range(200):
+            await limiter.acquire(1)
+            limiter.observe(healthy)
+            await clock.sleep(1.0)
+
+    clock.run(light_load())
+
+    # WHEN a burst of 30 arrives
+    async def burst() -> list[float]:
+        return [await limiter.acquire(1) for _ in range(30)]
+
+    waits = clock.run(burst())
+    # THEN it is paced at the configured 10/s as before: the share grows only while it binds
+    assert waits[:10] == [0.0] * 10
+    assert all(w == pytest.approx(0.1) for w in waits[10:])
+
+
+def test_cost_scales_stay_within_their_bounds() -> None:
+    # GIVEN an instance of 60 requests/min, WHEN for 40 s the account reports a bank of half a
+    # second that the fleet keeps spending (it should be refilling)
+    clock = FakeClock()
+    limiter = _limiter(clock, rpm=60, tpm=0)
+    for _ in range(21):
+        limiter.observe({"x-ratelimit-limit-requests": "6000", "x-ratelimit-remaining-requests": "50"})
+        clock.now += 2.0
+
+    async def run() -> list[float]:
+        return [await limiter.acquire(1) for _ in range(4)]
+
+    # THEN a request costs it at most 4 of its slots: one request per 4 s
+    assert clock.run(run()) == pytest.approx([3.0, 4.0, 4.0, 4.0])

@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--token-counting", choices=["tiktoken", "characters"])
     for name, kind in NUMERIC_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind)
     args = vars(parser.parse_args())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -107,6 +107,28 @@ def prompt_tokens(request: ChatRequest) -> int:
     # Tool and developer roles count like the others in OpenAI's token formula.
     messages = [cast(ChatMessage, {"role": m["role"], "content": _text(m.get("content"))}) for m in request.messages]
     return estimate_prompt_tokens(messages)
+
+
+# OpenAI's rule of thumb: one token is about four characters of English text.
+CHARACTERS_PER_TOKEN = 4
+
+
+def rate_limit_tokens(request: ChatRequest, counting: Literal["tiktoken", "characters"]) -> int:
+    """What the request costs against TPM: its prompt plus the completion it may produce.
+
+    OpenAI's rate-limits guide: "Your rate limit is calculated as the maximum of max_tokens and
+    the estimated number of tokens based on the character count of your request"
+    (platform.openai.com/docs/guides/rate-limits, error mitigation); users report that the
+    estimate is a guess from characters, without tokenising the input, and that max_tokens × n
+    counts on top (community.openai.com/t/360359, /413769). "characters" does that:
+    ceil(characters / 4) + max_tokens × n. For Japanese it is about a third of the tiktoken
+    count (`make bench-scenarios` measures it on livedoor), so the two modes bracket a real account.
+    """
+    completion = (request.max_completion_tokens or request.max_tokens or 1) * request.n
+    if counting == "tiktoken":
+        return prompt_tokens(request) + completion
+    characters = sum(len(_text(m.get("content"))) for m in request.messages)
+    return math.ceil(characters / CHARACTERS_PER_TOKEN) + completion
 
 
 def _token_id(token: str) -> int:

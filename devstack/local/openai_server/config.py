@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,6 +24,10 @@ class OpenAIServerConfig(BaseModel):
     rpm: int = Field(0, ge=0)
     tpm: int = Field(0, ge=0)
     bucket_seconds: float = Field(60.0, gt=0, le=60)
+    # How a request counts against TPM (chat.rate_limit_tokens): "tiktoken" (its o200k_base prompt
+    # tokens, what usage reports) or "characters" (like OpenAI's limiter: an estimate from the
+    # request's characters, not a tokenisation, plus max_tokens).
+    token_counting: Literal["tiktoken", "characters"] = "tiktoken"  # noqa: S105 (a mode, no secret)
 
     # Faults, applied to chat completions (the path whose behaviour under load matters).
     latency_ms: float = Field(0.0, ge=0)

@@ -14,9 +14,9 @@ same server after the stack's scenarios:
   (read by path, --data) at the 1,024-token budget, the server counting tiktoken tokens: token-
   bound at TPM / ~850 ≈ 940 requests/min. Backlog at 2 × that;
 * tokens-as-openai: the same account, the server counting like OpenAI's limiter (characters / 4
-  + max_tokens: local/openai_server/chat.py). For Japanese that is about a third of tiktoken's
-  count, so the account becomes requests-bound (2,000/min) although the planner, counting
-  tiktoken tokens, sized it token-bound: the limiter's calibration has to find the difference.
+  + max_tokens: categorizer.limiter.tokens_from_characters). For Japanese that is about a third
+  of tiktoken's count, so the account is requests-bound (2,000/min); the planner plans in that
+  unit (`--token-counting characters`) and the stack's limiters count in it (TokenCounting).
   Backlog at 2 × the requests limit.
 
 Per scenario: achieved share of the binding limit (requests or tokens, as the server counts
@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 
@@ -66,6 +66,8 @@ from bench.throughput import (
     totals,
     window_figures,
 )
+from categorizer.classifier import MAX_TOKENS
+from categorizer.limiter import TokenCounting
 from categorizer.prompt import build_prompt
 from local.demo_run import ensure_active_model
 from local.openai_server.chat import ChatRequest, rate_limit_tokens
@@ -92,7 +94,7 @@ class Account:
     name: str
     rpm: int
     tpm: int
-    token_counting: Literal["tiktoken", "characters"]
+    token_counting: TokenCounting
     livedoor: bool
     scenarios: tuple[Scenario, ...]
 
@@ -146,17 +148,17 @@ def livedoor_source(path: Path) -> Callable[[int, str], list[dict[str, Any]]]:
 
 
 def mean_tokens(
-    source: Callable[[int, str], list[dict[str, Any]]], budget: int, counting: Literal["tiktoken", "characters"]
+    source: Callable[[int, str], list[dict[str, Any]]], budget: int, counting: TokenCounting
 ) -> tuple[float, float]:
     """(mean tiktoken prompt, what the planner is told; mean TPM cost as the server counts it)."""
     prompts = [build_prompt(a["title"], a["body"], budget) for a in source(2000, "plan")]
-    server = [
-        rate_limit_tokens(ChatRequest(model="m", messages=list(p.messages), max_tokens=1), counting) for p in prompts
-    ]
+    requests = [ChatRequest(model="m", messages=list(p.messages), max_tokens=MAX_TOKENS) for p in prompts]
+    server = [rate_limit_tokens(request, counting) for request in requests]
     return statistics.fmean(p.prompt_tokens for p in prompts), statistics.fmean(server)
 
 
 def plan_for(account: Account, args: argparse.Namespace, avg_input_tokens: float) -> CapacityPlan:
+    """The planner's output in the unit the account counts (`avg_input_tokens` in it)."""
     return plan_capacity(
         CapacityInputs(
             rpm=account.rpm,
@@ -164,6 +166,7 @@ def plan_for(account: Account, args: argparse.Namespace, avg_input_tokens: float
             latency_ms=args.latency_ms,
             batch_size=args.batch_size,
             avg_input_tokens=avg_input_tokens,
+            token_counting=account.token_counting,
             overhead_ms=OFFLINE_OVERHEAD_MS,
         )
     )
@@ -248,7 +251,8 @@ def run_account(account: Account, args: argparse.Namespace, scale: float) -> dic
         if account.livedoor
         else (AVG_INPUT_TOKENS, AVG_INPUT_TOKENS + 1)
     )
-    plan = plan_for(account, args, avg_tokens)
+    # The planner is told the prompt as the account counts it (server_tokens includes max_tokens).
+    plan = plan_for(account, args, server_tokens - MAX_TOKENS)
     # The binding limit as the server counts: offered loads are multiples of it.
     binding_rpm = min(account.rpm, account.tpm / server_tokens)
     say(
@@ -267,6 +271,7 @@ def run_account(account: Account, args: argparse.Namespace, scale: float) -> dic
             "ReservedConcurrency": str(plan.reserved_concurrency),
             "InstanceRequestsPerMinute": str(plan.instance_requests_per_minute),
             "InstanceTokensPerMinute": str(plan.instance_tokens_per_minute),
+            "TokenCounting": plan.inputs.token_counting,
         },
     )
     results: dict[str, Any] = {}

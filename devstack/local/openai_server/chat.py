@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from categorizer.limiter import TokenCounting, tokens_from_characters
 from categorizer.prompt import ChatMessage, estimate_prompt_tokens
 from categorizer.tokens import encoding
 from local.openai_server.errors import bad_request, invalid
@@ -109,26 +110,16 @@ def prompt_tokens(request: ChatRequest) -> int:
     return estimate_prompt_tokens(messages)
 
 
-# OpenAI's rule of thumb: one token is about four characters of English text.
-CHARACTERS_PER_TOKEN = 4
-
-
-def rate_limit_tokens(request: ChatRequest, counting: Literal["tiktoken", "characters"]) -> int:
-    """What the request costs against TPM: its prompt plus the completion it may produce.
-
-    OpenAI's rate-limits guide: "Your rate limit is calculated as the maximum of max_tokens and
-    the estimated number of tokens based on the character count of your request"
-    (platform.openai.com/docs/guides/rate-limits, error mitigation); users report that the
-    estimate is a guess from characters, without tokenising the input, and that max_tokens × n
-    counts on top (community.openai.com/t/360359, /413769). "characters" does that:
-    ceil(characters / 4) + max_tokens × n. For Japanese it is about a third of the tiktoken
-    count (`make bench-scenarios` measures it on livedoor), so the two modes bracket a real account.
+def rate_limit_tokens(request: ChatRequest, counting: TokenCounting) -> int:
+    """What the request costs against TPM: its prompt, as `counting` says, plus the completion it
+    may produce (max_tokens × n). "characters" is OpenAI's limiter's estimate
+    (categorizer.limiter.tokens_from_characters, which cites what OpenAI documents); with
+    "tiktoken" and "characters" the server brackets a real account for Japanese.
     """
     completion = (request.max_completion_tokens or request.max_tokens or 1) * request.n
     if counting == "tiktoken":
         return prompt_tokens(request) + completion
-    characters = sum(len(_text(m.get("content"))) for m in request.messages)
-    return math.ceil(characters / CHARACTERS_PER_TOKEN) + completion
+    return tokens_from_characters([_text(m.get("content")) for m in request.messages]) + completion
 
 
 def _token_id(token: str) -> int:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from categorizer.limiter import TokenCounting
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Fields fixed at start; everything else can change at runtime through POST /_admin/config.
@@ -27,7 +28,7 @@ class OpenAIServerConfig(BaseModel):
     # How a request counts against TPM (chat.rate_limit_tokens): "tiktoken" (its o200k_base prompt
     # tokens, what usage reports) or "characters" (like OpenAI's limiter: an estimate from the
     # request's characters, not a tokenisation, plus max_tokens).
-    token_counting: Literal["tiktoken", "characters"] = "tiktoken"  # noqa: S105 (a mode, no secret)
+    token_counting: TokenCounting = "tiktoken"  # noqa: S105 (a mode, no secret)
 
     # Faults, applied to chat completions (the path whose behaviour under load matters).
     latency_ms: float = Field(0.0, ge=0)

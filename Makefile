@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-quality bench-shadow chaos bench
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-quality bench-shadow chaos bench bench-scenarios
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -174,6 +174,14 @@ chaos: install
 # (docs/capacity.md); ~8 minutes. ARGS="--quick" for a smoke run, "--fix-moto-sqs", "--rpm ..." etc.
 bench: install
 	$(BIN)/python -m bench.throughput $(ARGS)
+
+
+# Where users live (issue 14, docs/capacity.md): a requests-bound account through a cold start,
+# a 2 × R backlog, a 10 × R burst and 0.8 × R steady load; tier 2 (× 0.4) on livedoor's articles
+# token-bound as tiktoken counts, and counted like OpenAI (characters); each against the first
+# implementation on the same server. ~35 minutes; ARGS="--quick" (durations ÷ 4), "--accounts tokens".
+bench-scenarios: install
+	$(BIN)/python -m bench.scenarios --data $(DATA) $(ARGS)
 
 clean:
 	rm -rf .aws-sam build .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,8 @@ docs/design.md invariant 7. Little's law for one SQS-fed function whose records 
 concurrently (one OpenAI call each), so an invocation lasts about one call, not B of them:
 
     tokens_per_request = avg_input_tokens + max_output_tokens        (what OpenAI's TPM counts)
+        avg_input_tokens as the account counts them (--token-counting): tiktoken's count, or
+        characters / 4 (--avg-input-characters), as OpenAI's limiter estimates it
     limit_rpm          = min(RPM, TPM / tokens_per_request)           (the binding limit)
     budget_rpm         = headroom × limit_rpm                         (what the limiters allow)
     invocation_s       = latency_s + overhead_s
@@ -22,6 +24,11 @@ environments running at once, keeps the sum of all instance budgets within the a
 
     python -m tools capacity --rpm 5000 --tpm 2000000 --latency-ms 400 \
         --batch-size 10 --avg-input-tokens 1045        (or --tier tier2 instead of the limits)
+    python -m tools capacity --tier tier2 --latency-ms 400 --batch-size 10 \
+        --token-counting characters --avg-input-characters 1400
+
+The per-instance TPM is in the unit planned with; `TokenCounting` in the overrides tells the
+limiter to count in it too (categorizer.limiter).
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from categorizer.limiter import CHARACTERS_PER_TOKEN, TokenCounting
 
 # Lambda's bounds for ScalingConfig.MaximumConcurrency on an SQS event source.
 MIN_MAXIMUM_CONCURRENCY = 2
@@ -102,7 +111,8 @@ class CapacityInputs(BaseModel):
     tpm: float = Field(gt=0, description="Account tokens per minute for the model")
     latency_ms: float = Field(ge=0, description="Expected OpenAI latency per request")
     batch_size: int = Field(ge=1, le=10_000, description="SQS records per invocation")
-    avg_input_tokens: float = Field(gt=0, description="Average prompt tokens per request")
+    avg_input_tokens: float = Field(gt=0, description="Average prompt tokens per request, as the account counts")
+    token_counting: TokenCounting = Field(default="tiktoken", description="How the account counts tokens")
     max_output_tokens: int = Field(default=1, ge=1)
     overhead_ms: float = Field(default=DEFAULT_OVERHEAD_MS, ge=0, description="Per-invocation overhead")
     headroom: float = Field(default=DEFAULT_HEADROOM, gt=0, le=1)
@@ -136,6 +146,7 @@ class CapacityPlan(BaseModel):
             "ReservedConcurrency": self.reserved_concurrency,
             "InstanceRequestsPerMinute": self.instance_requests_per_minute,
             "InstanceTokensPerMinute": self.instance_tokens_per_minute,
+            "TokenCounting": self.inputs.token_counting,
         }
         return " ".join(f"{key}={value}" for key, value in values.items())
 
@@ -184,7 +195,7 @@ def render(plan: CapacityPlan) -> str:
     i = plan.inputs
     lines = [
         f"tokens per request      {plan.tokens_per_request:,.0f} ({i.avg_input_tokens:,.0f} in + "
-        f"{i.max_output_tokens} out)",
+        f"{i.max_output_tokens} out, counted as {i.token_counting})",
         f"binding limit           {plan.bound}: {plan.limit_rpm:,.0f} requests/min "
         f"(RPM {i.rpm:,.0f}, TPM {i.tpm:,.0f} / tokens = {i.tpm / plan.tokens_per_request:,.0f})",
         f"budget (× {i.headroom})      {plan.budget_rpm:,.0f} requests/min = "
@@ -214,7 +225,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tpm", type=float, help="tokens per minute (overrides --tier)")
     parser.add_argument("--latency-ms", type=float, required=True, help="expected OpenAI latency")
     parser.add_argument("--batch-size", type=int, required=True, help="SQS records per invocation")
-    parser.add_argument("--avg-input-tokens", type=float, required=True, help="mean prompt tokens")
+    parser.add_argument(
+        "--token-counting",
+        choices=get_args(TokenCounting),
+        default="tiktoken",
+        help="how the account counts a request's tokens: tiktoken's count (the default) or, like "
+        "OpenAI's limiter, characters / 4 + max_tokens (docs/capacity.md)",
+    )
+    parser.add_argument("--avg-input-tokens", type=float, help="mean prompt tokens as tiktoken counts them")
+    parser.add_argument(
+        "--avg-input-characters", type=float, help="mean prompt characters (with --token-counting characters)"
+    )
     parser.add_argument("--overhead-ms", type=float, default=DEFAULT_OVERHEAD_MS)
     parser.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM)
     parser.add_argument("--batch-queue-tokens", type=int, help="Batch API enqueued-token limit (overrides --tier's)")
@@ -224,19 +245,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     rpm, tpm = args.rpm or tier_rpm, args.tpm or tier_tpm
     if rpm is None or tpm is None:
         parser.error("give --tier, or both --rpm and --tpm")
+    by_characters = args.token_counting == "characters"  # noqa: S105 (a mode, no secret)
+    if (args.avg_input_characters if by_characters else args.avg_input_tokens) is None:
+        parser.error("give --avg-input-characters with --token-counting characters, else --avg-input-tokens")
+    if args.avg_input_characters is not None and not by_characters:
+        parser.error("--avg-input-characters needs --token-counting characters")
+    # The mean of OpenAI's per-request estimate (categorizer.limiter.tokens_from_characters).
+    avg_input_tokens = args.avg_input_characters / CHARACTERS_PER_TOKEN if by_characters else args.avg_input_tokens
     plan = plan_capacity(
         CapacityInputs(
             rpm=rpm,
             tpm=tpm,
             latency_ms=args.latency_ms,
             batch_size=args.batch_size,
-            avg_input_tokens=args.avg_input_tokens,
+            avg_input_tokens=avg_input_tokens,
+            token_counting=args.token_counting,
             overhead_ms=args.overhead_ms,
             headroom=args.headroom,
         )
     )
     queue_tokens = args.batch_queue_tokens or (GPT_4O_MINI_BATCH_QUEUE_TOKENS[args.tier] if args.tier else None)
-    batch = plan_batch(queue_tokens, args.avg_input_tokens) if queue_tokens else None
+    # The Batch API's queue is planned from tiktoken tokens (OpenAI does not document it as counted
+    # from characters): with --token-counting characters only when --avg-input-tokens is given too.
+    batch = plan_batch(queue_tokens, args.avg_input_tokens) if queue_tokens and args.avg_input_tokens else None
     if args.json:
         document = plan.model_dump(mode="json") | ({"batch": batch.model_dump(mode="json")} if batch else {})
         print(json.dumps(document, indent=2))

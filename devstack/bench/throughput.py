@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -95,13 +95,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def openai_server(args: argparse.Namespace, bucket_seconds: float) -> Iterator[tuple[str, int]]:
+def openai_server(
+    args: argparse.Namespace, bucket_seconds: float, tpm: int = LARGE_TPM, token_counting: str = "tiktoken"
+) -> Iterator[tuple[str, int]]:
     """`python -m local.openai_server` in a child process (its own core); yields (/v1 base URL, pid)."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-openai-") as state_dir:
         command = [
             sys.executable, "-m", "local.openai_server", "--state-dir", state_dir, "--port", str(port),
-            "--rpm", str(args.rpm), "--tpm", str(LARGE_TPM), "--bucket-seconds", str(bucket_seconds),
+            "--rpm", str(args.rpm), "--tpm", str(tpm), "--bucket-seconds", str(bucket_seconds),
+            "--token-counting", token_counting,
             "--latency-ms", str(args.latency_ms), "--jitter-ms", str(args.jitter_ms), "--seed", "1",
         ]  # fmt: skip
         (STATE_DIR / "logs").mkdir(parents=True, exist_ok=True)
@@ -207,10 +210,21 @@ def plan_for(args: argparse.Namespace) -> CapacityPlan:
     )
 
 
+def publish_offsets(phases: Sequence[tuple[float, float]]) -> list[float]:
+    """When each article is due, in seconds from the start: `phases` are (seconds, articles/s)."""
+    offsets: list[float] = []
+    start = 0.0
+    for seconds, per_second in phases:
+        offsets.extend(start + index / per_second for index in range(round(seconds * per_second)))
+        start += seconds
+    return offsets
+
+
 def publish_paced(
-    stack: OfflineStack, articles: Sequence[dict[str, Any]], per_second: float, batch_size: int
+    stack: OfflineStack, articles: Sequence[dict[str, Any]], offsets: Sequence[float], batch_size: int
 ) -> tuple[dict[str, float], set[tuple[str, int]], dict[str, int]]:
-    """Signed webhook batches at `per_second` articles/s; (publish time by id, accepted, statuses)."""
+    """Signed webhook batches, each when its first article is due (`offsets`, seconds from now);
+    (publish time by id, accepted, statuses)."""
     url = stack.http_api_urls["IngestApi"] + "/articles"
     secret_value = stack.client("secretsmanager").get_secret_value(
         SecretId=stack.provisioned.parameters["WebhookSecretArn"]
@@ -228,8 +242,8 @@ def publish_paced(
 
     started = time.monotonic()
     with httpx2.Client(timeout=60.0, event_hooks={"response": [record]}) as client:
-        for index, start in enumerate(range(0, len(articles), batch_size)):
-            delay = started + index * batch_size / per_second - time.monotonic()
+        for start in range(0, len(articles), batch_size):
+            delay = started + offsets[start] - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             batch = list(articles[start : start + batch_size])
@@ -288,7 +302,8 @@ def run_stack(
         say(f"publishing {len(articles):,} articles at {rate:.1f}/s")
         publish_started = time.time()
         cpu_before = cpu_snapshot(server_pid)
-        published, accepted, statuses = publish_paced(stack, articles, rate, args.publish_batch)
+        offsets = [index / rate for index in range(len(articles))]
+        published, accepted, statuses = publish_paced(stack, articles, offsets, args.publish_batch)
         publish_ended = time.time()
         cpu = cores_used(cpu_before, cpu_snapshot(server_pid), publish_ended - publish_started)
         say(f"published in {publish_ended - publish_started:.1f} s ({statuses}); draining")
@@ -337,12 +352,19 @@ def run_stack(
 # --- the first implementation --------------------------------------------------------------------
 
 
-def run_baseline(args: argparse.Namespace, profile: Profile, base_url: str, model_id: str) -> dict[str, Any]:
+def run_baseline(
+    args: argparse.Namespace,
+    profile: Profile,
+    base_url: str,
+    model_id: str,
+    articles: Callable[[int, str], list[dict[str, Any]]] = generate_articles,
+    tpm: int = LARGE_TPM,
+) -> dict[str, Any]:
     """20 threads, a new client per row, chunks with a sleep between them (time scaled by k)."""
     k = profile.baseline_scale
     chunk_rows = round(BASELINE_CHUNK_ROWS * k)
     sleep_seconds = BASELINE_SLEEP_SECONDS * k
-    rows = generate_articles(chunk_rows * profile.baseline_chunks, f"baseline-{int(time.time())}")
+    rows = articles(chunk_rows * profile.baseline_chunks, f"baseline-{int(time.time())}")
     prompts = [build_prompt(row["title"], row["body"], args.input_token_budget).messages for row in rows]
     api_key = "sk-offline-baseline"
 
@@ -388,7 +410,7 @@ def run_baseline(args: argparse.Namespace, profile: Profile, base_url: str, mode
         "sleep_seconds": sleep_seconds,
         "seconds_total": round(ended - t0, 1),
         # The sleeps are the design, so the whole run is its steady state.
-        **window_figures(server["timeline"], (t0, ended), args.rpm),
+        **window_figures(server["timeline"], (t0, ended), args.rpm, tpm),
         "whole_run": totals(server),
         "latency_seconds": percentiles(waits),
         "request_latency_seconds": percentiles([r[3] for r in ok]),
@@ -407,18 +429,26 @@ def run_baseline(args: argparse.Namespace, profile: Profile, base_url: str, mode
 # --- figures --------------------------------------------------------------------------------------
 
 
-def window_figures(timeline: list[dict[str, int]], window: tuple[float, float], rpm: int) -> dict[str, Any]:
-    """Accepted requests per minute ÷ R and the 429 share over whole seconds inside `window`."""
+def window_figures(
+    timeline: list[dict[str, int]], window: tuple[float, float], rpm: int, tpm: int = LARGE_TPM
+) -> dict[str, Any]:
+    """Accepted requests per minute ÷ R, tokens per minute (as the server counts them) ÷ TPM, the
+    binding one of the two (the larger share: neither can pass 1 for long) and the 429 share over
+    whole seconds inside `window`."""
     first, last = math.ceil(window[0]), math.floor(window[1]) - 1
     seconds = max(last - first + 1, 1)
     inside = [s for s in timeline if first <= s["second"] <= last]
     accepted = sum(s["accepted"] for s in inside)
     limited = sum(s["rate_limited"] for s in inside)
     achieved_rpm = accepted / seconds * 60
+    achieved_tpm = sum(s.get("accepted_tokens", 0) for s in inside) / seconds * 60
     return {
         "window_seconds": seconds,
         "achieved_rpm": round(achieved_rpm, 1),
-        "achieved_ratio": round(achieved_rpm / rpm, 4),
+        "achieved_tpm": round(achieved_tpm),
+        "requests_ratio": round(achieved_rpm / rpm, 4),
+        "tokens_ratio": round(achieved_tpm / tpm, 4),
+        "achieved_ratio": round(max(achieved_rpm / rpm, achieved_tpm / tpm), 4),
         "share_429": round(limited / max(accepted + limited, 1), 4),
     }
 

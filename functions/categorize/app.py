@@ -51,7 +51,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 settings = CategorizeSettings.from_env()
-limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute, instances=settings.instances)
 shadow_limits = ShadowLimits(settings.requests_per_minute, settings.tokens_per_minute)
 # Clients are thread-safe (resources are not): one serves the records' text writes.
 s3 = boto3.client("s3")
@@ -85,6 +85,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
             top_k=settings.top_k,
             label_logit_bias=settings.label_logit_bias,
             prices=prices,
+            token_counting=settings.token_counting,
         ),
         shadow_limits,
         store,
@@ -97,6 +98,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
             label_logit_bias=settings.label_logit_bias,
             prices=prices,
             limiter=limiter,
+            token_counting=settings.token_counting,
         ),
         TextStore(lambda: s3, settings.text_bucket),
         input_token_budget=settings.input_token_budget,

@@ -13,13 +13,15 @@ from openai.types.chat import ChatCompletion
 
 from categorizer.decoding import Decoded, decode_top_logprobs
 from categorizer.errors import PermanentError, redact
-from categorizer.limiter import RateLimiter
+from categorizer.limiter import RateLimiter, TokenCounting
 from categorizer.pricing import Prices
-from categorizer.prompt import Prompt
+from categorizer.prompt import Prompt, rate_limit_tokens
 from categorizer.taxonomy import Taxonomy
 
 # OpenAI answers these for the request itself: retrying the same request cannot help.
 PERMANENT_STATUS = frozenset({400, 413, 422})
+# One completion token: the label (docs/design.md invariant 3).
+MAX_TOKENS = 1
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def chat_request_body(
     body: dict[str, Any] = {
         "model": model_id,
         "messages": prompt.messages,
-        "max_tokens": 1,
+        "max_tokens": MAX_TOKENS,
         "temperature": 0,
         "logprobs": True,
         "top_logprobs": top_k,
@@ -100,18 +102,26 @@ class OpenAIClassifier:
         label_logit_bias: int,
         prices: Prices,
         limiter: RateLimiter | None = None,
+        token_counting: TokenCounting = "tiktoken",  # noqa: S107 (a mode, no secret)
     ) -> None:
         self._client = client
         self.top_k = top_k
         self.label_logit_bias = label_logit_bias
         self._prices = prices
         self._limiter = limiter
+        self._token_counting = token_counting
+
+    def limiter_cost(self, prompt: Prompt) -> int:
+        """What one request of this prompt takes from a limiter, in the unit the planner used (TOKEN_COUNTING)."""
+        return rate_limit_tokens(prompt, MAX_TOKENS, self._token_counting)
 
     def request_body(self, prompt: Prompt, model_id: str, taxonomy: Taxonomy) -> dict[str, Any]:
         return chat_request_body(prompt, model_id, taxonomy, top_k=self.top_k, label_logit_bias=self.label_logit_bias)
 
     async def classify(self, prompt: Prompt, model_id: str, taxonomy: Taxonomy) -> Classification:
-        waited = await self._limiter.acquire(prompt.prompt_tokens + 1) if self._limiter is not None else 0.0
+        waited = 0.0
+        if self._limiter is not None:
+            waited = await self._limiter.acquire(self.limiter_cost(prompt))
         body = self.request_body(prompt, model_id, taxonomy)
         started = time.perf_counter()
         try:

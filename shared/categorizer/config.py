@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET, DEFAULT_TOP_K
 from categorizer.finetune.file_rules import MAX_EXAMPLE_TOKENS
+from categorizer.limiter import TokenCounting
 
 # The pydantic error type of a value that is not the kind of identifier its variable names.
 IDENTIFIER_ERROR = "not_an_identifier"
@@ -186,6 +187,12 @@ class CategorizeSettings(OpenAISettings):
     # The planner's per-instance share of the account's limits; 0 turns that limit off.
     requests_per_minute: float = Field(default=0, alias="INSTANCE_REQUESTS_PER_MINUTE", ge=0)
     tokens_per_minute: float = Field(default=0, alias="INSTANCE_TOKENS_PER_MINUTE", ge=0)
+    # How the limiter counts a request's tokens: the unit the planner sized the shares in
+    # (`python -m tools capacity --token-counting`), which should be the account's.
+    token_counting: TokenCounting = Field(default="tiktoken", alias="TOKEN_COUNTING")
+    # The planner divided the account by this many instances: no instance's share may grow beyond
+    # 1/instances of the account's limit (categorizer.limiter; 0 = unknown: the planned share caps).
+    instances: int = Field(default=0, alias="RESERVED_CONCURRENCY", ge=0)
     # The claim on a row before an OpenAI call (categorizer.service): how long it holds, which must
     # stay below the queue's visibility timeout, and how long a record waits for another's claim.
     claim_seconds: float = Field(default=120, alias="CLAIM_SECONDS", gt=0, le=900)

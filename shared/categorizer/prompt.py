@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
+from categorizer.limiter import TokenCounting, tokens_from_characters
 from categorizer.text import content_hash, cut_to_token_budget, normalize_text
 from categorizer.tokens import count_tokens
 
@@ -89,3 +90,10 @@ def build_training_example(prompt: Prompt, label: str) -> dict[str, list[ChatMes
 
 def estimate_prompt_tokens(messages: list[ChatMessage]) -> int:
     return TOKENS_PER_REPLY + sum(TOKENS_PER_MESSAGE + count_tokens(m["content"]) for m in messages)
+
+
+def rate_limit_tokens(prompt: Prompt, max_tokens: int, counting: TokenCounting) -> int:
+    """What a request of `prompt` costs against the account's TPM as the account counts it."""
+    if counting == "tiktoken":
+        return prompt.prompt_tokens + max_tokens
+    return tokens_from_characters([m["content"] for m in prompt.messages]) + max_tokens

@@ -113,7 +113,7 @@ class ShadowTraffic:
             return failed("no_time_left")  # the record's deadline is here
         try:
             async with asyncio.timeout(seconds):
-                await self._limits.for_share(config.share).acquire(prompt.prompt_tokens + 1)
+                await self._limits.for_share(config.share).acquire(self._classifier.limiter_cost(prompt))
                 reserved = True
                 classification = await self._classifier.classify(prompt, config.model_id, taxonomy)
         except TimeoutError:

@@ -135,3 +135,30 @@ def test_admin_config_validates_and_stats_reset(tuned: tuple[ServerHandle, str])
 def test_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback"):
         OpenAIServerConfig(host="0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("counting", "expected"),
+    # "日本語の記事です。" is 9 characters (ceil(9 / 4) = 3) and more tiktoken tokens than that.
+    [("characters", 3 + 2), ("tiktoken", None)],
+)
+def test_token_counting_mode_sets_what_the_token_headers_subtract(
+    tuned: tuple[ServerHandle, str], counting: str, expected: int | None
+) -> None:
+    server, model = tuned
+    # GIVEN a token limit counted one way or the other
+    configure(server, tpm=100_000, token_counting=counting)
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    # WHEN one request of 9 characters asks for max_tokens=2
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "日本語の記事です。"}], max_tokens=2
+    )
+    # THEN remaining-tokens went down by the server's count of it: characters / 4 plus max_tokens,
+    # or the tiktoken prompt (what usage reports, whatever the mode) plus max_tokens
+    used = 100_000 - int(raw.headers["x-ratelimit-remaining-tokens"])
+    usage = raw.parse().usage
+    assert usage is not None
+    assert used == (expected if expected is not None else usage.prompt_tokens + 2)
+    assert usage.prompt_tokens > 5
+    timeline = httpx2.get(f"{server.root_url}/_admin/stats").json()["timeline"]
+    assert sum(s["accepted_tokens"] for s in timeline) == used

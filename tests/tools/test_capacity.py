@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -103,8 +104,48 @@ def test_cli_prints_the_deploy_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "binding limit           tokens" in out
     assert (
         "sam deploy --parameter-overrides BatchSize=10 ReservedConcurrency=3 "
-        "InstanceRequestsPerMinute=1206 InstanceTokensPerMinute=646666" in out
+        "InstanceRequestsPerMinute=1206 InstanceTokensPerMinute=646666 TokenCounting=tiktoken" in out
     )
+
+
+def test_cli_plans_in_openai_s_counting_from_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN tier 2 and Japanese prompts of 1,452 characters (~1,045 tiktoken tokens), WHEN planned
+    # as OpenAI's limiter counts them (characters / 4 + max_tokens)
+    argv = ["--tier", "tier2", "--latency-ms", "400", "--batch-size", "10", "--token-counting", "characters"]
+    assert main([*argv, "--avg-input-characters", "1452", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    # THEN a request counts 363 + 1 tokens, the account is request-bound (5,698 > 5,000 RPM), the
+    # per-instance TPM is in that unit and the limiter is told to count in it
+    assert plan["tokens_per_request"] == pytest.approx(364)
+    assert plan["bound"] == "requests"
+    assert plan["reserved_concurrency"] == 4
+    assert plan["instance_tokens_per_minute"] == math.floor(0.97 * 2_000_000 / 4)
+    assert plan["inputs"]["token_counting"] == "characters"
+    # AND without --avg-input-tokens there is no Batch API plan (its queue counts tiktoken tokens)
+    assert "batch" not in plan
+
+
+def test_same_account_as_tiktoken_counts_is_token_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the same tier and prompts counted by tiktoken (1,045 tokens), WHEN planned
+    argv = ["--tier", "tier2", "--latency-ms", "400", "--batch-size", "10", "--avg-input-tokens", "1045"]
+    assert main([*argv, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    # THEN tokens bind at under half the requests OpenAI's limiter would admit
+    assert plan["bound"] == "tokens"
+    assert plan["limit_rpm"] == pytest.approx(2_000_000 / 1046)
+    assert plan["inputs"]["token_counting"] == "tiktoken"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--token-counting", "characters", "--avg-input-tokens", "1045"],  # characters need a character size
+        ["--avg-input-characters", "1452"],  # a character size needs characters
+    ],
+)
+def test_cli_rejects_a_size_in_the_other_unit(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--tier", "tier2", "--latency-ms", "400", "--batch-size", "10", *argv])
 
 
 def test_cli_needs_limits() -> None:

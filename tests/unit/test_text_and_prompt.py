@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from categorizer.models import MAX_BODY_CHARS, ArticleEvent, describe_validation_error
-from categorizer.prompt import SYSTEM_PROMPT, build_prompt, build_training_example
+from categorizer.prompt import SYSTEM_PROMPT, build_prompt, build_training_example, rate_limit_tokens
 from categorizer.text import cut_to_token_budget, html_to_text
 from categorizer.tokens import count_tokens
 
@@ -89,3 +89,15 @@ def test_prompt_respects_the_budget_and_fingerprint_tracks_content() -> None:
     assert count_tokens(prompt.messages[1]["content"]) <= 64 + 2
     assert prompt.fingerprint == build_prompt("A title", "word " * 5000, 64).fingerprint
     assert prompt.fingerprint != build_prompt("A title", "word " * 5000, 65).fingerprint
+
+
+def test_rate_limit_tokens_count_as_the_account_does() -> None:
+    # GIVEN a Japanese prompt (a title of 20 characters and a body of 400)
+    prompt = build_prompt("東京の天気予報は晴れのち曇りです今日は", "今日は晴れ。" * 66 + "明日", 1024)
+    characters = sum(len(m["content"]) for m in prompt.messages)
+    # WHEN counted for the rate limit with one completion token
+    # THEN tiktoken's way it is the prompt's tokens + 1, OpenAI's way characters / 4 (rounded up) + 1
+    assert rate_limit_tokens(prompt, 1, "tiktoken") == prompt.prompt_tokens + 1
+    assert rate_limit_tokens(prompt, 1, "characters") == -(-characters // 4) + 1
+    # AND for Japanese the character estimate is well below tiktoken's count
+    assert rate_limit_tokens(prompt, 1, "characters") < 0.6 * rate_limit_tokens(prompt, 1, "tiktoken")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
+from typing import get_args
 
+from categorizer.limiter import TokenCounting
 from local.openai_server.config import OpenAIServerConfig
 from local.openai_server.server import ServerHandle
 
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--token-counting", choices=get_args(TokenCounting))
     for name, kind in NUMERIC_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind)
     args = vars(parser.parse_args())

@@ -248,9 +248,7 @@ class OpenAIApp:
 
     def chat_completions(self, request: Request) -> Response:
         parsed, model = self._chat_request(self._body(request))
-        n_prompt = chat.prompt_tokens(parsed)
-        # OpenAI counts a request against TPM by its prompt plus the completion it may produce.
-        estimate = n_prompt + (parsed.max_completion_tokens or parsed.max_tokens or 1) * parsed.n
+        estimate = chat.rate_limit_tokens(parsed, self.config.token_counting)
         admission = self.limiter.admit(estimate)
         self.stats.admission(admission.allowed, estimate)
         if not admission.allowed:

@@ -14,6 +14,7 @@ from typing import Any, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from categorizer.limiter import TokenCounting, tokens_from_characters
 from categorizer.prompt import ChatMessage, estimate_prompt_tokens
 from categorizer.tokens import encoding
 from local.openai_server.errors import bad_request, invalid
@@ -107,6 +108,18 @@ def prompt_tokens(request: ChatRequest) -> int:
     # Tool and developer roles count like the others in OpenAI's token formula.
     messages = [cast(ChatMessage, {"role": m["role"], "content": _text(m.get("content"))}) for m in request.messages]
     return estimate_prompt_tokens(messages)
+
+
+def rate_limit_tokens(request: ChatRequest, counting: TokenCounting) -> int:
+    """What the request costs against TPM: its prompt, as `counting` says, plus the completion it
+    may produce (max_tokens × n). "characters" is OpenAI's limiter's estimate
+    (categorizer.limiter.tokens_from_characters, which cites what OpenAI documents); with
+    "tiktoken" and "characters" the server brackets a real account for Japanese.
+    """
+    completion = (request.max_completion_tokens or request.max_tokens or 1) * request.n
+    if counting == "tiktoken":
+        return prompt_tokens(request) + completion
+    return tokens_from_characters([_text(m.get("content")) for m in request.messages]) + completion
 
 
 def _token_id(token: str) -> int:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from categorizer.limiter import TokenCounting
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Fields fixed at start; everything else can change at runtime through POST /_admin/config.
 STARTUP_ONLY_FIELDS = frozenset({"host", "port", "state_dir"})
@@ -23,6 +25,10 @@ class OpenAIServerConfig(BaseModel):
     rpm: int = Field(0, ge=0)
     tpm: int = Field(0, ge=0)
     bucket_seconds: float = Field(60.0, gt=0, le=60)
+    # How a request counts against TPM (chat.rate_limit_tokens): "tiktoken" (its o200k_base prompt
+    # tokens, what usage reports) or "characters" (like OpenAI's limiter: an estimate from the
+    # request's characters, not a tokenisation, plus max_tokens).
+    token_counting: TokenCounting = "tiktoken"  # noqa: S105 (a mode, no secret)
 
     # Faults, applied to chat completions (the path whose behaviour under load matters).
     latency_ms: float = Field(0.0, ge=0)

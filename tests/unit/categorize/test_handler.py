@@ -12,9 +12,18 @@ import httpx2
 import pytest
 
 from categorizer.active_model import write_active_model
+from categorizer.limiter import RateLimiter, TokenCounting
 from categorizer.models import ActiveModel
+from categorizer.prompt import estimate_prompt_tokens
 from categorizer.taxonomy import bundled_taxonomy
-from tests.support.categorize import ACTIVE_MODEL_PARAMETER, MODEL_ID, TAXONOMY_VERSION, CategorizeStack, article
+from tests.support.categorize import (
+    ACTIVE_MODEL_PARAMETER,
+    MODEL_ID,
+    TAXONOMY_VERSION,
+    CategorizeStack,
+    article,
+    load_categorize,
+)
 from tests.support.lambda_env import LambdaContext, sqs_event
 from tests.support.openai_http import FakeOpenAI
 
@@ -335,3 +344,39 @@ def test_every_categorised_article_reports_its_limiter_wait_as_a_metric(
     assert definitions["LimiterWait"] == "Milliseconds"
     waits = emf["LimiterWait"]
     assert len(waits) == 2 and all(wait >= 0 for wait in waits)
+
+
+class RecordingLimiter(RateLimiter):
+    """The real limiter (no limits), recording what each call charges it."""
+
+    def __init__(self) -> None:
+        super().__init__(0, 0)
+        self.charged: list[int] = []
+
+    async def acquire(self, tokens: int) -> float:
+        self.charged.append(tokens)
+        return await super().acquire(tokens)
+
+
+@pytest.mark.parametrize("counting", ["tiktoken", "characters"])
+def test_the_limiter_is_charged_in_the_unit_the_planner_planned_in(
+    stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, counting: TokenCounting
+) -> None:
+    # GIVEN the function deployed with TokenCounting=`counting` (python -m tools capacity --token-counting)
+    monkeypatch.setenv("TOKEN_COUNTING", counting)
+    monkeypatch.setenv("RESERVED_CONCURRENCY", "4")
+    app = load_categorize(fake_openai.transport())
+    assert app.settings.instances == 4
+    recording = RecordingLimiter()
+    app.limiter = recording  # type: ignore[attr-defined]
+    app.service = app.build_service(openai_transport=fake_openai.transport())  # type: ignore[attr-defined]
+    # WHEN a Japanese article is categorised
+    japanese = article(
+        "ja-charge", title="新型スマートフォンが発表", body="大手メーカーは本日、新しい端末を発表した。", language="ja"
+    )
+    assert invoke(app, sqs_event(japanese)) == {"batchItemFailures": []}
+    # THEN the limiter was charged the request as that unit counts it, with its one completion token
+    [request] = fake_openai.requests
+    characters = sum(len(m["content"]) for m in request["messages"])
+    expected = {"characters": -(-characters // 4) + 1, "tiktoken": estimate_prompt_tokens(request["messages"]) + 1}
+    assert recording.charged == [expected[counting]]

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse bench-backfill chaos bench
+.PHONY: install lock test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-coldstart bench-parse bench-backfill chaos bench
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -131,8 +131,15 @@ bench-budget: install
 bench-finetune: install
 	$(BIN)/python -m bench.livedoor_finetune --data $(DATA) $(ARGS)
 
+# CPU per article in the categorize handler, the emulators' (moto's, the mock OpenAI's) share timed
+# apart and taken out; a profile of the product's part (docs/capacity.md). ARGS="--articles 500" etc.
 bench-overhead: install
-	$(BIN)/python -m bench.overhead --data $(DATA)
+	$(BIN)/python -m bench.overhead --data $(DATA) $(ARGS)
+
+# Cold init (import + module init) of each function in fresh processes, next to a bare
+# `import openai`; median of 7. ARGS="--runs 15 --importtime" etc.
+bench-coldstart: install
+	$(BIN)/python -m bench.coldstart $(ARGS)
 
 # 5,000 livedoor articles through BackfillStateMachine offline (a clean run, a fault run, and the
 # same articles live): rows, dead letters, lost (0), batch vs live cost and labels (docs/backfill.md).

@@ -1,23 +1,28 @@
 """Per-article CPU of the categorize handler, with the emulators' share measured and taken out.
 
 CategorizeFunction's real handler on SQS batches of livedoor articles (each message as ingest
-sends it, with its `article_id` attribute), a zero-latency OpenAI (an httpx2.MockTransport
-answering a canned completion) and moto's in-process AWS (DynamoDB, SQS, S3, SSM, Secrets
-Manager). Every article is new content, so each one makes the whole trip: the batch read, a
-claim, the text write, the call and the row write.
+sends it, with its `article_id` attribute) and a zero-latency OpenAI (an httpx2.MockTransport
+answering a canned completion). Every article is new content, so each one makes the whole trip:
+the batch read, a claim, the text write, the call and the row write. AWS is answered two ways:
 
-What belongs to the emulators, not the product: moto answering a botocore request (everything
-under its `before-send` hook, which stands in for the network and AWS) and the mock transport
-building OpenAI's answer. Both are timed with `time.thread_time()` around those two entry points
-in every thread, and subtracted from the process CPU: `product_cpu_ms_per_article` is what the
-handler's own code and its libraries (Powertools, botocore's serialising, signing and parsing,
-the OpenAI SDK, pydantic, tiktoken) cost. What it leaves out: the CPU of real network I/O
-(urllib3 and TLS for AWS, httpx2 sockets for OpenAI), which Lambda adds.
+- `moto`: moto's in-process AWS, the real semantics (conditional writes, stored rows).
+- `canned`: a `before-send` hook answering each request with a fixed, valid response (empty
+  BatchGetItem, accepted claim and write, stored object), which is what these articles get from
+  AWS. No emulator state grows, so the garbage collector scans only the product's objects
+  (with moto, its growing store makes collections several ms per article that are not Lambda's).
+
+What belongs to the emulators, not the product: answering a botocore request (everything under
+the `before-send` hook, which stands in for the network and AWS) and the mock transport building
+OpenAI's answer. Both are timed with `time.thread_time()` around those entry points in every
+thread and subtracted from the process CPU: `product_cpu_ms_per_article` is what the handler's
+own code and its libraries (Powertools, botocore's serialising, signing and parsing, the OpenAI
+SDK, pydantic, tiktoken) cost. What it leaves out: the CPU of real network I/O (urllib3 and TLS
+for AWS, httpx2 sockets for OpenAI), which Lambda adds.
 
 A second pass runs under cProfile with the profiler paused inside the emulators, so the profile
 is the product's alone: by package, and its functions by own and cumulative time.
 
-    make bench-overhead [ARGS="--articles 2000"]
+    make bench-overhead [ARGS="--articles 2000 --aws canned"]
 
 Writes devstack/bench/results/overhead.json (and overhead.prof, for pstats) and prints a summary.
 """
@@ -38,7 +43,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -138,16 +143,65 @@ def _events(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
-def handler_overhead(n_articles: int, data: Path = DATA) -> tuple[dict[str, Any], cProfile.Profile]:
-    os.environ.update(_BENCH_ENV)
-    import boto3
-    import httpx2
-    from moto import mock_aws
-    from moto.core.botocore_stubber import BotocoreStubber
+Aws = Literal["moto", "canned"]
+_CANNED_ENV = {
+    "RESULTS_TABLE_NAME": "results",
+    "DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+    "TEXT_BUCKET": "texts",
+    "OPENAI_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:openai",
+    "ACTIVE_MODEL_PARAMETER": "/bench/active-model",
+    "POWERTOOLS_METRICS_DISABLED": "false",
+}
 
-    from categorizer.active_model import write_active_model
+
+class _CannedBody:
+    """The raw stream botocore reads a response body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.read()
+
+    def read(self, *_: Any) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+def _canned_aws() -> Callable[..., Any]:
+    """A `before-send` hook answering what the handler asks of AWS for new articles."""
+    from botocore.awsrequest import AWSResponse
+
     from categorizer.models import ActiveModel
-    from local.lambda_shapes import LambdaContext, load_module_from_file
+
+    active = ActiveModel(model_id=MODEL_ID, taxonomy_version="iab-3.1").model_dump_json()
+    by_target = {
+        "DynamoDB_20120810.BatchGetItem": {"Responses": {"results": []}, "UnprocessedKeys": {}},
+        "DynamoDB_20120810.UpdateItem": {},
+        "DynamoDB_20120810.PutItem": {},
+        "AmazonSSM.GetParameter": {
+            "Parameter": {"Name": "/bench/active-model", "Type": "String", "Value": active, "Version": 1}
+        },
+        "secretsmanager.GetSecretValue": {"ARN": _CANNED_ENV["OPENAI_API_KEY_SECRET_ARN"], "SecretString": "sk-bench"},
+    }
+    answers = {target: json.dumps(body).encode() for target, body in by_target.items()}
+
+    def answer(request: Any, **_: Any) -> Any:
+        target = request.headers.get("X-Amz-Target")
+        if target is None:  # S3 PutObject, the one REST call
+            headers = {"ETag": '"0"', "x-amz-request-id": "bench"}
+            return AWSResponse(request.url, 200, headers, _CannedBody(b""))  # type: ignore[arg-type]
+        headers = {"x-amzn-requestid": "bench", "content-type": "application/x-amz-json-1.0"}
+        body = answers[target.decode() if isinstance(target, bytes) else target]
+        return AWSResponse(request.url, 200, headers, _CannedBody(body))  # type: ignore[arg-type]
+
+    return answer
+
+
+def handler_overhead(n_articles: int, data: Path = DATA, aws: Aws = "moto") -> tuple[dict[str, Any], cProfile.Profile]:
+    os.environ.update(_BENCH_ENV)
+    import httpx2
+
     from local.openai_server.chat import chat_completion_json
 
     articles = _articles(data, n_articles)
@@ -156,6 +210,39 @@ def handler_overhead(n_articles: int, data: Path = DATA) -> tuple[dict[str, Any]
     transport = httpx2.MockTransport(
         clock.wrap(lambda request: httpx2.Response(200, content=answer, headers={"content-type": "application/json"}))
     )
+    if aws == "canned":
+        return _with_canned_aws(transport, clock, articles)
+    return _with_moto(transport, clock, articles)
+
+
+def _with_canned_aws(
+    transport: Any, clock: EmulatorClock, articles: list[dict[str, Any]]
+) -> tuple[dict[str, Any], cProfile.Profile]:
+    import boto3
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    os.environ.update(_CANNED_ENV)
+    # Every session made from now on (boto3's default one, Powertools parameters' own) gets the hook,
+    # as moto installs its own.
+    hook = ("before-send", clock.wrap(_canned_aws()))
+    BUILTIN_HANDLERS.append(hook)
+    try:
+        boto3.setup_default_session()
+        return _run(transport, clock, articles)
+    finally:
+        BUILTIN_HANDLERS.remove(hook)
+
+
+def _with_moto(
+    transport: Any, clock: EmulatorClock, articles: list[dict[str, Any]]
+) -> tuple[dict[str, Any], cProfile.Profile]:
+    import boto3
+    from moto import mock_aws
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    from categorizer.active_model import write_active_model
+    from categorizer.models import ActiveModel
+
     stubber_call = BotocoreStubber.__call__
     BotocoreStubber.__call__ = clock.wrap(stubber_call)  # type: ignore[method-assign]
     try:
@@ -172,28 +259,18 @@ def handler_overhead(n_articles: int, data: Path = DATA) -> tuple[dict[str, Any]
             write_active_model(
                 boto3.client("ssm"), "/bench/active-model", ActiveModel(model_id=MODEL_ID, taxonomy_version="iab-3.1")
             )
-            os.environ.update(
-                {
-                    "RESULTS_TABLE_NAME": "results",
-                    "DLQ_URL": dlq_url,
-                    "TEXT_BUCKET": "texts",
-                    "OPENAI_API_KEY_SECRET_ARN": secret,
-                    "ACTIVE_MODEL_PARAMETER": "/bench/active-model",
-                    "POWERTOOLS_METRICS_DISABLED": "false",
-                }
-            )
-            return _run(load_module_from_file, LambdaContext, transport, clock, articles)
+            os.environ.update({**_CANNED_ENV, "DLQ_URL": dlq_url, "OPENAI_API_KEY_SECRET_ARN": secret})
+            return _run(transport, clock, articles)
     finally:
         BotocoreStubber.__call__ = stubber_call  # type: ignore[method-assign]
 
 
 def _run(
-    load_module_from_file: Callable[..., Any],
-    context: Callable[[], Any],
-    transport: Any,
-    clock: EmulatorClock,
-    articles: list[dict[str, Any]],
+    transport: Any, clock: EmulatorClock, articles: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], cProfile.Profile]:
+    from local.lambda_shapes import LambdaContext as context
+    from local.lambda_shapes import load_module_from_file
+
     # The handler logs a line per article, as in Lambda; write it, but not to the terminal.
     devnull = open(os.devnull, "w")  # noqa: SIM115
     stdout, sys.stdout = sys.stdout, devnull
@@ -264,10 +341,12 @@ def _profile_summary(profiler: cProfile.Profile, top: int = 20) -> dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=2000)
+    parser.add_argument("--aws", choices=["moto", "canned"], default="canned", help="who answers AWS (see above)")
     parser.add_argument("--data", type=Path, default=DATA, help="livedoor JSONL.gz (read by path)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result, profiler = handler_overhead(args.articles, args.data)
+    result, profiler = handler_overhead(args.articles, args.data, args.aws)
+    result["aws"] = args.aws
     args.out.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(args.out / "overhead.prof")
     (args.out / "overhead.json").write_text(json.dumps({"handler": result}, indent=2))

@@ -277,7 +277,7 @@ def _run(
     to_thread = asyncio.to_thread
     try:
         app = load_module_from_file(REPO / "functions" / "categorize" / "app.py", "categorize")
-        app.service = app.build_service(openai_transport=transport)
+        app.service = app.build_service(openai_transport=transport)  # type: ignore[attr-defined]
         # Warm-up: first clients, secret, parameter, tokenizer, taxonomy.
         app.lambda_handler(_events(articles[:BATCH_SIZE])[0], context())
         # Every measured article is a new revision with new content: each one is classified.

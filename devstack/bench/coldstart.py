@@ -10,7 +10,8 @@ for python3.13 (make build installs with --no-compile), so Lambda also compiles 
 
     make bench-coldstart [ARGS="--runs 9 --importtime"]
 
-Target: categorize's median CPU ≤ bare `import openai` + 150 ms. Writes
+Target: categorize's init ≤ bare `import openai` + 150 ms of CPU, the increment measured inside
+each process (`median_cpu_ms_beyond_import_openai`, robust to a busy machine). Writes
 devstack/bench/results/coldstart.json and prints it.
 """
 
@@ -41,11 +42,15 @@ _LAMBDA_ENV = {
     "POWERTOOLS_SERVICE_NAME": "article-categorizer",
     "POWERTOOLS_METRICS_NAMESPACE": "ArticleCategorizer",
 }
+# `import openai` is timed apart inside each function's process: the app's init beyond it, measured
+# in the same process, does not depend on how busy the machine was between two processes.
 _SNIPPET = """
 import time
 started, cpu = time.perf_counter(), time.process_time()
+import openai
+openai_cpu = time.process_time() - cpu
 {body}
-print(time.perf_counter() - started, time.process_time() - cpu)
+print(time.perf_counter() - started, time.process_time() - cpu, openai_cpu)
 """
 _IMPORT_APP = """
 import importlib.util
@@ -103,6 +108,7 @@ def measure(runs: int) -> dict[str, Any]:
     for name, (body, function) in _cases().items():
         walls: list[float] = []
         cpus: list[float] = []
+        beyond_openai: list[float] = []
         for _ in range(runs):
             done = subprocess.run(
                 [sys.executable, "-c", _SNIPPET.format(body=body)],
@@ -113,12 +119,14 @@ def measure(runs: int) -> dict[str, Any]:
             )
             if done.returncode != 0:
                 raise RuntimeError(f"{name}: {done.stderr.strip()[-2000:]}")
-            wall, cpu = done.stdout.strip().splitlines()[-1].split()
-            walls.append(float(wall))
-            cpus.append(float(cpu))
+            wall, cpu, openai_cpu = (float(value) for value in done.stdout.strip().splitlines()[-1].split())
+            walls.append(wall)
+            cpus.append(cpu)
+            beyond_openai.append(cpu - openai_cpu)
         results[name] = {
             "median_cpu_ms": round(statistics.median(cpus) * 1000, 1),
             "median_wall_ms": round(statistics.median(walls) * 1000, 1),
+            "median_cpu_ms_beyond_import_openai": round(statistics.median(beyond_openai) * 1000, 1),
             "cpu_ms_runs": [round(c * 1000, 1) for c in cpus],
         }
     return results
@@ -150,14 +158,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     cases = measure(args.runs)
-    baseline = cases["import openai"]["median_cpu_ms"]
-    categorize = cases["functions/categorize/app.py"]["median_cpu_ms"]
+    beyond = cases["functions/categorize/app.py"]["median_cpu_ms_beyond_import_openai"]
     result: dict[str, Any] = {
         "runs": args.runs,
         "cases": cases,
-        "categorize_minus_import_openai_cpu_ms": round(categorize - baseline, 1),
-        "target_cpu_ms": round(baseline + TARGET_MARGIN_MS, 1),
-        "target_met": categorize <= baseline + TARGET_MARGIN_MS,
+        "categorize_beyond_import_openai_cpu_ms": beyond,
+        "target_beyond_import_openai_cpu_ms": TARGET_MARGIN_MS,
+        "target_met": beyond <= TARGET_MARGIN_MS,
     }
     if args.importtime:
         result["categorize_top_imports"] = import_profile("categorize")

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-parse bench-backfill bench-quality bench-shadow chaos bench bench-scenarios
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-coldstart bench-parse bench-backfill bench-quality bench-shadow chaos bench bench-scenarios
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -143,8 +143,15 @@ bench-budget: install
 bench-finetune: install
 	$(BIN)/python -m bench.livedoor_finetune --data $(DATA) $(ARGS)
 
+# CPU per article in the categorize handler, the emulators' (moto's, the mock OpenAI's) share timed
+# apart and taken out; a profile of the product's part (docs/capacity.md). ARGS="--articles 500" etc.
 bench-overhead: install
-	$(BIN)/python -m bench.overhead --data $(DATA)
+	$(BIN)/python -m bench.overhead --data $(DATA) $(ARGS)
+
+# Cold init (import + module init) of each function in fresh processes, next to a bare
+# `import openai`; median of 7. ARGS="--runs 15 --importtime" etc.
+bench-coldstart: install
+	$(BIN)/python -m bench.coldstart $(ARGS)
 
 # Shadow traffic's cost per 1,000 livedoor articles at share 0.1 (docs/finetuning.md#shadow-traffic).
 bench-shadow: install

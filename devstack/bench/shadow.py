@@ -23,14 +23,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.overhead import _DUMMY_ENV, BATCH_SIZE, DATA, REPO, RESULTS
+from bench.overhead import BATCH_SIZE, BENCH_ENV, DATA, REPO, RESULTS
 
 ACTIVE = "ft:gpt-4o-mini-2024-07-18:bench::active"
 CANDIDATE = "ft:gpt-4o-mini-2024-07-18:bench::candidate"
 
 
 def measure(n_articles: int, share: float, data: Path) -> dict[str, Any]:
-    os.environ.update(_DUMMY_ENV)
+    os.environ.update(BENCH_ENV)
     from datetime import UTC, datetime
 
     import boto3

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import httpx2
@@ -23,6 +25,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pydantic import ValidationError
 
 from categorizer.active_model import read_active_model
@@ -40,21 +43,57 @@ from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
 from categorizer.textstore import TextStore
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 # Time kept back from each record's deadline to dead-letter or report it before Lambda's timeout.
 DEADLINE_MARGIN_SECONDS = 3.0
 # A record's validation (JSON, HTML to text, normalisation) takes at most ~0.03 s of CPU at the
 # size limits (`make bench-parse`); one that runs this long is dead-lettered as validation_timeout.
 VALIDATION_SECONDS = 10.0
 
+T = TypeVar("T")
+
 logger = Logger()
-tracer = Tracer()
+# The function's AWS calls all go through botocore, and it makes no other http.client calls: only
+# botocore is patched. patch_all would import and patch every library X-Ray supports that is
+# installed (requests, sqlite3, httplib, ...), ~20-30 ms of init for no subsegment more
+# (`make bench-coldstart`). OpenAI's calls go through httpx2, which X-Ray does not patch either way.
+tracer = Tracer(patch_modules=["botocore"])
 metrics = Metrics()
 
 settings = CategorizeSettings.from_env()
 limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute, instances=settings.instances)
 shadow_limits = ShadowLimits(settings.requests_per_minute, settings.tokens_per_minute)
+# botocore validates each request against the service model on the client side, ~10% of the
+# handler's CPU (`make bench-overhead`); these requests are built here only, with fixed shapes, and
+# DynamoDB and S3 validate them again.
+_HOT_PATH_AWS_CONFIG = Config(parameter_validation=False)
+
+
+def _on_first_use(create: Callable[[], T]) -> Callable[[], T]:
+    """`create()` once, when first asked for, from whichever thread asks first.
+
+    Not at init: the first botocore client loads the SDK's endpoint data and its service model
+    (S3's: ~100 ms of CPU, `make bench-coldstart`), and an invocation whose records are all
+    unchanged, stale or invalid needs no text write and no dead letter. Locked, because boto3's
+    default session is not thread-safe and records ask from worker threads.
+    """
+    lock = threading.Lock()
+    made: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not made:
+                made.append(create())
+            return made[0]
+
+    return get
+
+
 # Clients are thread-safe (resources are not): one serves the records' text writes.
-s3 = boto3.client("s3")
+s3_client: Callable[[], S3Client] = _on_first_use(lambda: boto3.client("s3", config=_HOT_PATH_AWS_CONFIG))
+dead_letters = _on_first_use(lambda: DeadLetterQueue(boto3.client("sqs"), settings.dlq_url))
 
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
@@ -73,7 +112,9 @@ async def _observe_shadow_response(response: httpx2.Response) -> None:
 
 def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> CategorizeService:
     """The domain service with its adapters; tests and benchmarks pass an HTTP transport."""
-    store = ResultStore(lambda: boto3.resource("dynamodb").Table(settings.results_table_name))
+    store = ResultStore(
+        lambda: boto3.resource("dynamodb", config=_HOT_PATH_AWS_CONFIG).Table(settings.results_table_name)
+    )
     prices = Prices.from_env()
     # A lost shadow sample costs nothing; a retry would spend the candidate's share twice.
     shadow_settings = settings.model_copy(
@@ -100,7 +141,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
             limiter=limiter,
             token_counting=settings.token_counting,
         ),
-        TextStore(lambda: s3, settings.text_bucket),
+        TextStore(s3_client, settings.text_bucket),
         input_token_budget=settings.input_token_budget,
         low_confidence_threshold=settings.low_confidence_threshold,
         review_sample_share=settings.review_sample_share,
@@ -111,7 +152,6 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
 
 
 service = build_service()
-dead_letters = DeadLetterQueue(boto3.client("sqs"), settings.dlq_url)
 # A batch whose every record failed is reported record by record like any other, not raised:
 # raising makes it a function error whose message (the records' exceptions, unredacted) Lambda logs.
 processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -127,15 +167,17 @@ def _log_keys(record: SQSRecord) -> dict[str, object]:
 
 
 async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_count: int) -> None:
-    # boto3 blocks: off the event loop, so the batch's other records keep going.
+    # boto3 blocks: off the event loop (the client too, made on the first dead letter), so the
+    # batch's other records keep going.
     await asyncio.to_thread(
-        dead_letters.send,
-        record.body,
-        reason=reason,
-        detail=detail,
-        source="categorize",
-        source_message_id=record.message_id,
-        receive_count=receive_count,
+        lambda: dead_letters().send(
+            record.body,
+            reason=reason,
+            detail=detail,
+            source="categorize",
+            source_message_id=record.message_id,
+            receive_count=receive_count,
+        )
     )
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=1)
     # The same count with a reason dimension (the dashboard's "dead letters by reason"). EMF gives

@@ -257,7 +257,7 @@ class CategorizeService:
         taxonomy allows: checked before the call, so an article whose row cannot be stored is
         dead-lettered once instead of paying for a call on every receive. The model's fields are
         bounded so that it always fits; this keeps it so if a field grows."""
-        widest = max(taxonomy.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
+        widest = taxonomy.widest_category
         worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
         decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
         largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0, 0.0)

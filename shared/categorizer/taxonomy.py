@@ -52,11 +52,21 @@ class Taxonomy(BaseModel):
     def label_token_ids(self) -> dict[str, int]:
         return {c.label: _label_token_id(c.label) for c in self.categories}
 
+    @functools.cached_property
+    def logit_bias_keys(self) -> tuple[str, ...]:
+        """The label tokens as `logit_bias` keys, built once per taxonomy (every request sends them)."""
+        return tuple(str(token_id) for token_id in self.label_token_ids.values())
+
+    @functools.cached_property
+    def widest_category(self) -> Category:
+        """The category whose id and name take the most bytes: the worst case of a result row's size."""
+        return max(self.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
+
     def logit_bias(self, bias: int) -> dict[str, int] | None:
         """Raise every label token, where the API allows that many keys; None otherwise."""
         if bias == 0 or len(self.categories) > MAX_LOGIT_BIAS_KEYS:
             return None
-        return {str(token_id): bias for token_id in self.label_token_ids.values()}
+        return dict.fromkeys(self.logit_bias_keys, bias)  # a new dict per request: callers own it
 
 
 def _label_token_id(label: str) -> int:

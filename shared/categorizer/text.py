@@ -96,12 +96,66 @@ class Budgeted:
     truncated: bool
 
 
+# The cut tokenises a prefix of the text in chunks that end where o200k_base's pre-tokeniser always
+# splits, so the chunks' tokens are exactly the first tokens of the whole text (`_split_point`).
+# A first chunk of one character per token of budget (Japanese runs ~1.3 characters per token,
+# English ~4); later chunks are sized from the characters per token seen so far, plus a margin.
+_CHUNK_MARGIN = 1.15
+_CHUNK_EXTRA_CHARS = 16
+# How far a chunk end may move forward to reach a split point; beyond, the rest is tokenised at once.
+_MAX_SPLIT_SEARCH = 256
+
+
+def _is_letter(char: str) -> bool:
+    return unicodedata.category(char)[0] == "L"
+
+
+def _joins_letters(char: str) -> bool:
+    """Letters and combining marks continue a letter run; an apostrophe may start its 's 't … suffix."""
+    return char == "'" or unicodedata.category(char)[0] in "LM"
+
+
+def _split_point(text: str, at: int) -> int:
+    """The first index ≥ `at` where o200k_base's pre-tokeniser splits `text` whatever follows, else len(text).
+
+    That is a letter followed by neither a letter, a combining mark nor an apostrophe: the
+    pattern's only pieces holding letters are runs of letters and marks with an optional leading
+    non-letter and an optional trailing 's 't 're 've 'm 'll 'd, and none of its alternatives
+    looks past such a run's end, so no piece crosses there and the tokens before it do not depend
+    on the text after it (a mark alone does not do: marks also continue punctuation runs). So
+    encode(text[:j]) + encode(text[j:]) == encode(text); tests/unit/test_text_and_prompt.py checks
+    it on long English and Japanese bodies and on random text.
+    """
+    end = len(text)
+    for index in range(max(at, 1), min(end, at + _MAX_SPLIT_SEARCH)):
+        char = text[index]
+        if not _joins_letters(char) and _is_letter(text[index - 1]):
+            return index
+    return end
+
+
 def cut_to_token_budget(text: str, budget: int) -> Budgeted:
-    """Keep the first `budget` o200k_base tokens, so input cost per article is bounded."""
-    ids = encoding().encode(text, disallowed_special=())
-    if len(ids) <= budget:
+    """Keep the first `budget` o200k_base tokens, so input cost per article is bounded.
+
+    Only the prefix the budget needs is tokenised (a long body costs what its first `budget`
+    tokens cost), and the result is the one of tokenising the whole text and keeping the first
+    `budget` tokens: same text, same count.
+    """
+    ids: list[int] = []
+    done = 0  # text[:done] is tokenised
+    chunk_chars = max(budget, 1)
+    while done < len(text):
+        end = _split_point(text, done + chunk_chars)
+        ids += encoding().encode(text[done:end], disallowed_special=())
+        done = end
+        if len(ids) >= budget:
+            break
+        chars_per_token = done / max(len(ids), 1)
+        chunk_chars = int((budget - len(ids)) * chars_per_token * _CHUNK_MARGIN) + _CHUNK_EXTRA_CHARS
+    if done >= len(text) and len(ids) <= budget:
         return Budgeted(text, len(ids), truncated=False)
-    # A cut can split a multi-byte character; the decoder marks that with U+FFFD.
+    # Text remains, so the whole text has more than `budget` tokens. A cut can split a multi-byte
+    # character; the decoder marks that with U+FFFD.
     kept = encoding().decode(ids[:budget]).rstrip("\ufffd")
     return Budgeted(kept, budget, truncated=True)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from pydantic import ValidationError
 
 from categorizer.models import MAX_BODY_CHARS, ArticleEvent, describe_validation_error
 from categorizer.prompt import SYSTEM_PROMPT, build_prompt, build_training_example, rate_limit_tokens
-from categorizer.text import cut_to_token_budget, html_to_text
-from categorizer.tokens import count_tokens
+from categorizer.text import Budgeted, _split_point, cut_to_token_budget, html_to_text
+from categorizer.tokens import count_tokens, encoding
 
 
 def event(**overrides: object) -> dict[str, object]:
@@ -41,6 +43,60 @@ def test_budget_cut_keeps_whole_characters_of_japanese() -> None:
     assert cut.truncated and cut.tokens == 50
     assert "\ufffd" not in cut.text and text.startswith(cut.text)
     assert count_tokens(cut.text) <= 50
+
+
+def _cut_of_the_whole_tokenisation(text: str, budget: int) -> Budgeted:
+    """The cut as it was before only a prefix was tokenised: every token, then the first `budget`."""
+    ids = encoding().encode(text, disallowed_special=())
+    if len(ids) <= budget:
+        return Budgeted(text, len(ids), truncated=False)
+    return Budgeted(encoding().decode(ids[:budget]).rstrip("\ufffd"), budget, truncated=True)
+
+
+# Sentences written for these tests, repeated into bodies far over the budget.
+_ENGLISH = (
+    "The city's council voted 7-2 on Tuesday to widen the harbour road, after a decade of "
+    "debate.\nIt won't open before 2027 (see https://news.example/roads/harbour-2027).  "
+    "Residents we'll hear from next week said they'd rather see trams; others didn't care.\n\n"
+)
+_JAPANESE = (
+    "東京都は二〇二六年度の予算案を発表した。子育て支援に約１２００億円を充てる。"
+    "「身近な暮らしを良くしたい」と知事は語った。\n専門家は、財源の確保が課題だと指摘している……"
+    "𠮷野家の新メニューも話題に🎉　詳しくは https://news.example/ja/2026 を参照。\n\n"
+)
+
+
+@pytest.mark.parametrize("sentences", [_ENGLISH, _JAPANESE, _ENGLISH + _JAPANESE], ids=["en", "ja", "mixed"])
+def test_budget_cut_of_a_long_body_equals_cutting_its_whole_tokenisation(sentences: str) -> None:
+    # GIVEN bodies of several thousand tokens, English, Japanese and both
+    # WHEN each is cut at budgets from 0 to past its length (only a prefix is tokenised)
+    # THEN text, token count and truncation equal those of tokenising the whole body
+    for repeats in (1, 3, 40):
+        body = (sentences * repeats).strip()
+        total = count_tokens(body)
+        for budget in sorted({0, 1, 2, 50, 127, 896, 1024, total - 1, total, total + 1, 3 * total}):
+            assert cut_to_token_budget(body, budget) == _cut_of_the_whole_tokenisation(body, budget)
+
+
+def test_text_split_at_a_split_point_tokenises_as_the_whole() -> None:
+    # GIVEN random text mixing letters, marks, apostrophes, digits, punctuation, spaces, newlines,
+    # slashes, CJK, emoji and characters that take several tokens
+    alphabet = [*"abXY sStdlmrev'’.,!?-_/0123456789\n\r\t", *"日本語のテキスト。、「」ー々𠮷🎉é\u0301\u3000ſǅ"]
+    alphabet += ["'s", "'LL", "http://x.example/a"]
+    rng = random.Random(14)
+    checked = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+        whole = encoding().encode(text, disallowed_special=())
+        for at in range(1, len(text)):
+            # WHEN it is tokenised in two parts at each split point the cut may use
+            split = _split_point(text, at)
+            if split == at:
+                checked += 1
+                # THEN the parts' tokens are the whole text's tokens
+                head = encoding().encode(text[:split], disallowed_special=())
+                assert head + encoding().encode(text[split:], disallowed_special=()) == whole, (text, split)
+    assert checked > 10_000
 
 
 def test_html_only_body_is_rejected_with_a_clear_message() -> None:

@@ -55,7 +55,7 @@ def test_a_failed_text_write_fails_the_record_and_writes_no_row(
     def refuse(**_: Any) -> None:
         raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "PutObject")
 
-    categorize.s3.put_object = refuse
+    categorize.s3_client().put_object = refuse
     # WHEN an article is handled
     event = sqs_event(article("t-1"))
     response = categorize.lambda_handler(event, LambdaContext())

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from categorizer.text import html_to_text, looks_like_html, normalize_text
+from categorizer.urls import InvalidUrl, canonical_url
 
 MAX_TITLE_CHARS = 1_000
 # SQS messages are at most 256 KiB; the body limit leaves room for the rest of the event.
@@ -70,6 +71,16 @@ class ArticleEvent(BaseModel):
     def _no_control_characters(cls, value: str | None) -> str | None:
         return None if value is None else _reject_control_characters(value)
 
+    @field_validator("url")
+    @classmethod
+    def _has_canonical_form(cls, value: str) -> str:
+        # The row is found by this form (GET /categories?url=…): a URL without one is refused here.
+        try:
+            canonical_url(value)
+        except InvalidUrl as error:
+            raise ValueError(str(error)) from None
+        return value
+
     @field_validator("updated_at")
     @classmethod
     def _timezone_aware(cls, value: datetime | None) -> datetime | None:
@@ -93,6 +104,11 @@ class ArticleEvent(BaseModel):
     def text(self) -> str:
         """The body as plain, normalised text."""
         return self._text
+
+    @property
+    def canonical_url(self) -> str:
+        """The key of the by-URL index (categorizer.urls)."""
+        return canonical_url(self.url)
 
     @property
     def revision(self) -> int:
@@ -129,6 +145,7 @@ class CategorizationResult(BaseModel):
     cost_usd: float
     truncated: bool
     url: str
+    canonical_url: str  # the by-URL index's key (categorizer.urls)
     title: str
     site: str | None = None
     language: str | None = None

@@ -211,6 +211,7 @@ class CategorizeService:
             cost_usd=classification.cost_usd,
             truncated=prompt.truncated,
             url=article.url,
+            canonical_url=article.canonical_url,
             title=article.title[:300],
             site=article.site,
             language=article.language,

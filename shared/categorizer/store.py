@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -97,29 +97,8 @@ class ResultStore:
         """The rows of many articles in BatchGetItem calls (consistent reads); None where there is none."""
         wanted = list(dict.fromkeys(article_ids))
         found: dict[str, StoredState | None] = dict.fromkeys(wanted)
-        # The table's client is the resource's: it (de)serialises attribute values itself.
-        resource = self._table.meta.client
-        table_name = self._table.name
-        for start in range(0, len(wanted), _BATCH_GET_KEYS):
-            keys = wanted[start : start + _BATCH_GET_KEYS]
-            request: Mapping[str, Any] = {
-                table_name: {
-                    "Keys": [{"article_id": article_id} for article_id in keys],
-                    "ProjectionExpression": _STATE_ATTRIBUTES,
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(_UNPROCESSED_RETRIES + 1):
-                response = resource.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(table_name, []):
-                    found[str(item["article_id"])] = _state(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                # DynamoDB returns unprocessed keys under load; back off before asking again.
-                time.sleep(0.05 * 2**attempt)
-            if request:
-                raise RuntimeError(f"BatchGetItem left {len(request[table_name]['Keys'])} keys unprocessed")
+        for item in batch_get_rows(self._table, wanted, projection=_STATE_ATTRIBUTES, consistent=True):
+            found[str(item["article_id"])] = _state(item)
         return found
 
     def claim(
@@ -218,6 +197,36 @@ class ResultStore:
                 return False
             raise
         return True
+
+
+def batch_get_rows(
+    table: Table, article_ids: Sequence[str], *, projection: str | None = None, consistent: bool = False
+) -> list[dict[str, Any]]:
+    """The rows of these articles (any order; absent ones left out), 100 keys per BatchGetItem call.
+
+    DynamoDB may return some keys unprocessed under load: they are asked for again with backoff.
+    """
+    rows: list[dict[str, Any]] = []
+    # The table's client is the resource's: it (de)serialises attribute values itself.
+    client = table.meta.client
+    for start in range(0, len(article_ids), _BATCH_GET_KEYS):
+        keys: dict[str, Any] = {
+            "Keys": [{"article_id": article_id} for article_id in article_ids[start : start + _BATCH_GET_KEYS]],
+            "ConsistentRead": consistent,
+        }
+        if projection:
+            keys["ProjectionExpression"] = projection
+        request: Mapping[str, Any] = {table.name: keys}
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            response = client.batch_get_item(RequestItems=request)
+            rows.extend(response.get("Responses", {}).get(table.name, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if request:
+            raise RuntimeError(f"BatchGetItem left {len(request[table.name]['Keys'])} keys unprocessed")
+    return rows
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,9 @@
    the fine-tuning state machine exports, fine-tunes, evaluates and promotes the model;
 3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
    categorised by CategorizeFunction behind the Lambda-like SQS poller into ResultsTable;
-4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices.
+4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices,
+   and the change events a subscriber received (ResultsTable's stream → ChangeEventsFunction →
+   the results bus → a rule → SQS).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from categorizer.models import ActiveModel, CategorizationResult
 from categorizer.pricing import Prices
 from categorizer.taxonomy import Taxonomy, bundled_taxonomy
 from local.stack import OfflineStack, StackOptions
+from local.subscriber import Subscriber
 from tools.finetune import follow, import_labels
 from tools.publish import publish
 
@@ -229,6 +232,25 @@ def results_report(
     return lines, correct
 
 
+def events_report(received: Sequence[dict[str, Any]], shown: int = 5) -> list[str]:
+    """What the subscriber received: counts by type and the first few events."""
+    counts: dict[str, int] = defaultdict(int)
+    for event in received:
+        counts[event["detail-type"]] += 1
+    by_type = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items())) or "none"
+    lines = ["", f"  change events a subscriber received (results bus → rule → SQS): {by_type}"]
+    for event in received[:shown]:
+        detail = event["detail"]
+        category = detail["category"] or {}
+        lines.append(
+            f"    {event['detail-type']:<22} {detail['article_id']:<14} revision {detail['revision']:<4}"
+            f" {category.get('name', '—')}"
+        )
+    if len(received) > shown:
+        lines.append(f"    … and {len(received) - shown} more")
+    return lines
+
+
 def run() -> int:
     started = time.monotonic()
     taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
@@ -252,6 +274,7 @@ def run() -> int:
 
         say("[3/4] publishing the held-out articles through the CMS webhook")
         stack.serve_http_apis()
+        subscriber = Subscriber(stack)
         stack.start_pollers()
         publish_started = time.monotonic()
         accepted = publish_articles(stack, held_out)
@@ -274,6 +297,7 @@ def run() -> int:
         }
         dead_letters = stack.queue_depth(stack.provisioned.ref("ArticleDLQ"))
         stats = [poller.stats for poller in stack.pollers]
+        received = subscriber.received()
 
     say("[4/4] results (held-out articles)")
     lines, correct = results_report(results, held_out, taxonomy)
@@ -302,7 +326,10 @@ def run() -> int:
         f"training ${training_cost:.4f}"
     )
     say(f"  dead-lettered: {dead_letters}; total time {time.monotonic() - started:.0f} s")
-    ok = drained and len(results) == len(held_out) and dead_letters == 0
+    for line in events_report(received):
+        say(line)
+    told = {e["detail"]["article_id"] for e in received if e["detail-type"] == "ArticleCategorized"}
+    ok = drained and len(results) == len(held_out) and dead_letters == 0 and told == set(results)
     if not ok:
         say("demo FAILED: not every held-out article was categorised (logs: .local-state/logs/)")
     return 0 if ok else 1

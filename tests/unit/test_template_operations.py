@@ -270,7 +270,11 @@ def test_canary_deploys_through_the_live_alias_roll_back_on_the_functions_alarms
 
 def test_the_sqs_event_source_and_the_api_integrations_invoke_the_alias() -> None:
     resources = DEPLOYED["Resources"]
-    [mapping] = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    [mapping] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "ArticleQueue" in json.dumps(r["Properties"])
+    ]
     assert mapping["Properties"]["FunctionName"] == {"Ref": "CategorizeFunctionAliaslive"}
     [api] = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
     paths = api["Properties"]["Body"]["paths"]

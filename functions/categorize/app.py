@@ -31,7 +31,13 @@ from categorizer.config import CategorizeSettings
 from categorizer.dlq import DeadLetterQueue
 from categorizer.errors import PermanentError, redact
 from categorizer.limiter import RateLimiter
-from categorizer.models import ArticleEvent, describe_validation_error, is_article_id
+from categorizer.models import (
+    ArticleEvent,
+    UnpublishEvent,
+    describe_validation_error,
+    is_article_id,
+    parse_queue_message,
+)
 from categorizer.openai_client import OpenAIClientProvider
 from categorizer.pricing import Prices
 from categorizer.service import BatchScope, CategorizeService, Outcome
@@ -112,7 +118,7 @@ async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_coun
     logger.warning("dead-lettered", extra={**_log_keys(record), "reason": reason, "detail": redact(detail)})
 
 
-def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) -> None:
+def _record_outcome(record: SQSRecord, article: ArticleEvent | UnpublishEvent, outcome: Outcome) -> None:
     log: dict[str, object] = {
         **_log_keys(record),
         "article_id": article.article_id,
@@ -121,6 +127,8 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
     }
     if outcome.status == "stale":
         metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=1)
+    elif outcome.status == "removed":
+        metrics.add_metric(name="ArticlesRemoved", unit=MetricUnit.Count, value=1)
     elif outcome.status == "unchanged":
         metrics.add_metric(name="UnchangedSkipped", unit=MetricUnit.Count, value=1)
     if outcome.result is not None and outcome.classification is not None:
@@ -147,7 +155,7 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
 async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope: BatchScope) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     try:
-        article = ArticleEvent.model_validate_json(record.body)
+        article = parse_queue_message(record.body)
     except ValidationError as error:
         await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
@@ -157,10 +165,13 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
     budget = lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
     try:
         async with asyncio.timeout(max(budget, 0.1)):
-            active = await asyncio.to_thread(
-                read_active_model, settings.active_model_parameter, settings.config_cache_seconds
-            )
-            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
+            if isinstance(article, UnpublishEvent):
+                outcome = await service.unpublish(article)
+            else:
+                active = await asyncio.to_thread(
+                    read_active_model, settings.active_model_parameter, settings.config_cache_seconds
+                )
+                outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
     except PermanentError as error:
         await _dead_letter(record, error.reason, error.detail, receive_count)
         return

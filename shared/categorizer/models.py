@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeGuard
 
@@ -45,6 +47,15 @@ def _reject_control_characters(value: str) -> str:
     return value
 
 
+def _require_canonical_url(value: str) -> str:
+    """The row is found by this form (GET /categories?url=…): a URL without one is refused at ingest."""
+    try:
+        canonical_url(value)
+    except InvalidUrl as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
 class ArticleEvent(BaseModel):
     """One article as published by the CMS: the SQS message body and the ingest payload item.
 
@@ -74,12 +85,7 @@ class ArticleEvent(BaseModel):
     @field_validator("url")
     @classmethod
     def _has_canonical_form(cls, value: str) -> str:
-        # The row is found by this form (GET /categories?url=…): a URL without one is refused here.
-        try:
-            canonical_url(value)
-        except InvalidUrl as error:
-            raise ValueError(str(error)) from None
-        return value
+        return _require_canonical_url(value)
 
     @field_validator("updated_at")
     @classmethod
@@ -112,10 +118,65 @@ class ArticleEvent(BaseModel):
 
     @property
     def revision(self) -> int:
-        if self.version is not None:
-            return self.version
-        assert self.updated_at is not None  # guaranteed by _derive_text
-        return int(self.updated_at.timestamp() * 1000)
+        return revision_of(self.version, self.updated_at)
+
+
+def revision_of(version: int | None, updated_at: datetime | None) -> int:
+    """The ordering key of an article's revisions: `version`, else `updated_at` in milliseconds."""
+    if version is not None:
+        return version
+    assert updated_at is not None  # the models require one of the two
+    return int(updated_at.timestamp() * 1000)
+
+
+class UnpublishEvent(BaseModel):
+    """The CMS took the article down: an ingest payload item and its SQS message body (docs/ingest.md).
+
+    A revision like a publish (docs/design.md invariant 10): the row becomes a tombstone at it,
+    an older publish arriving later is refused, a newer one brings the article back.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    action: Literal["unpublish"]
+    article_id: ArticleId
+    version: int | None = Field(default=None, ge=0, le=2**53)
+    updated_at: datetime | None = None
+    # Optional: lets the by-URL lookup answer 410 for an article the table never had.
+    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_CHARS, pattern=r"^https?://\S+$")
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_canonical_form(cls, value: str | None) -> str | None:
+        return None if value is None else _require_canonical_url(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UnpublishEvent:
+        if self.version is None and self.updated_at is None:
+            raise ValueError("either version or updated_at is required (it orders the article's revisions)")
+        if self.updated_at is not None and self.updated_at.tzinfo is None:
+            raise ValueError("updated_at must carry a time zone, e.g. 2026-11-25T08:00:00Z")
+        return self
+
+    @property
+    def revision(self) -> int:
+        return revision_of(self.version, self.updated_at)
+
+
+def is_unpublish(document: object) -> bool:
+    """Whether a payload item or queue message is an unpublish (`"action": "unpublish"`)."""
+    return isinstance(document, Mapping) and document.get("action") == "unpublish"
+
+
+def parse_queue_message(body: str) -> ArticleEvent | UnpublishEvent:
+    """An ArticleQueue message body; ValidationError when it is neither shape."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if is_unpublish(document):
+        return UnpublishEvent.model_validate(document)
+    return ArticleEvent.model_validate_json(body)
 
 
 class Prediction(BaseModel):

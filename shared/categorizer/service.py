@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
-from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult
+from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, UnpublishEvent
 from categorizer.prompt import Prompt, build_prompt
 from categorizer.store import Claim, ResultStore, StoredState
 from categorizer.taxonomy import Taxonomy
 
-Status = Literal["categorized", "unchanged", "stale"]
+Status = Literal["categorized", "unchanged", "stale", "removed"]
 _CLAIM_POLL_SECONDS = 0.2
 _CLAIM_ATTEMPTS = 3
 
@@ -79,6 +79,11 @@ class CategorizeService:
     def batch_scope(self, article_ids: list[str]) -> BatchScope:
         """The batch's rows in BatchGetItem calls instead of one GetItem per record."""
         return BatchScope(self._store.states(article_ids) if article_ids else {})
+
+    async def unpublish(self, event: UnpublishEvent) -> Outcome:
+        """Tombstone the row at the event's revision (docs/design.md invariant 10); no OpenAI call."""
+        removed = await asyncio.to_thread(self._store.unpublish, event.article_id, event.revision, event.url)
+        return Outcome("removed" if removed else "stale")
 
     async def categorize(
         self, article: ArticleEvent, active: ActiveModel, taxonomy: Taxonomy, scope: BatchScope | None = None
@@ -157,8 +162,8 @@ class CategorizeService:
         """Stale or unchanged: no call. None when a call is needed."""
         if state is None or state.revision is None:
             return None
-        if state.revision > article.revision:
-            return Outcome("stale")
+        if state.revision > article.revision or (state.removed and state.revision == article.revision):
+            return Outcome("stale")  # a tombstone wins a tie (docs/design.md invariant 10)
         if not state.unchanged(fingerprint, model_id):
             return None
         if state.revision == article.revision:

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from categorizer.ingest.adapters import Adapter
-from categorizer.models import ArticleEvent, validation_problems
+from categorizer.models import ArticleEvent, UnpublishEvent, is_unpublish, validation_problems
 
 # Per message, below the 1 MiB SQS limit with room for the attributes.
 MAX_MESSAGE_BYTES = 1024 * 1024 - 4096
@@ -31,7 +31,7 @@ class ItemError:
 @dataclass(frozen=True)
 class ValidItem:
     index: int
-    article: ArticleEvent
+    article: ArticleEvent | UnpublishEvent
     message: str  # the SQS message body: the validated event as JSON
 
 
@@ -43,9 +43,11 @@ def _item_id(item: Any) -> str | None:
 def validate_item(index: int, item: Any, adapter: Adapter) -> ValidItem | ItemError:
     if not isinstance(item, Mapping):
         return ItemError(index, None, [{"field": "(item)", "reason": "must be a JSON object"}])
-    mapped = adapter(item)
+    # An unpublish item is the generic shape whatever the adapter (docs/ingest.md, "Unpublish").
+    mapped = item if is_unpublish(item) else adapter(item)
+    model: type[ArticleEvent | UnpublishEvent] = UnpublishEvent if is_unpublish(mapped) else ArticleEvent
     try:
-        article = ArticleEvent.model_validate(mapped)
+        article = model.model_validate(mapped)
     except ValidationError as error:
         return ItemError(index, _item_id(mapped), validation_problems(error))
     message = article.model_dump_json(exclude_none=True)

@@ -108,7 +108,7 @@ bench-finetune: install
 	$(BIN)/python -m bench.livedoor_finetune --data $(DATA) $(ARGS)
 
 bench-overhead: install
-	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.overhead --data $(DATA)
 
 # Worst-case body-to-text time at the 200,000-character limit, one core (hostile HTML).
 bench-parse: install

@@ -64,7 +64,7 @@ def _package(filename: str) -> str:
     return "python stdlib/other"
 
 
-def handler_overhead(n_articles: int) -> dict[str, Any]:
+def handler_overhead(n_articles: int, data: Path = DATA) -> dict[str, Any]:
     os.environ.update(_DUMMY_ENV)
     import boto3
     import httpx2
@@ -75,7 +75,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
     from local.lambda_shapes import LambdaContext, load_module_from_file, sqs_event
     from local.openai_server.chat import chat_completion_json
 
-    with gzip.open(DATA, "rt", encoding="utf-8") as lines:
+    with gzip.open(data, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for _, line in zip(range(n_articles), lines, strict=False)]
     articles = [
         {
@@ -96,6 +96,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
             BillingMode="PAY_PER_REQUEST",
         )
         dlq_url = boto3.client("sqs").create_queue(QueueName="dlq")["QueueUrl"]
+        boto3.client("s3").create_bucket(Bucket="texts")
         secret = boto3.client("secretsmanager").create_secret(Name="openai", SecretString="sk-bench")["ARN"]
         write_active_model(
             boto3.client("ssm"), "/bench/active-model", ActiveModel(model_id=MODEL_ID, taxonomy_version="iab-3.1")
@@ -104,6 +105,7 @@ def handler_overhead(n_articles: int) -> dict[str, Any]:
             {
                 "RESULTS_TABLE_NAME": "results",
                 "DLQ_URL": dlq_url,
+                "TEXT_BUCKET": "texts",
                 "OPENAI_API_KEY_SECRET_ARN": secret,
                 "ACTIVE_MODEL_PARAMETER": "/bench/active-model",
                 "POWERTOOLS_METRICS_DISABLED": "false",
@@ -241,9 +243,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--data", type=Path, default=DATA, help="livedoor JSONL.gz (read by path)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = {"handler": handler_overhead(args.articles), "cold_init": cold_init(args.runs)}
+    result = {"handler": handler_overhead(args.articles, args.data), "cold_init": cold_init(args.runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "overhead.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

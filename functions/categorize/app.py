@@ -43,6 +43,7 @@ from categorizer.pricing import Prices
 from categorizer.service import BatchScope, CategorizeService, Outcome
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
+from categorizer.textstore import TextStore
 
 # Time kept back from each record's deadline to dead-letter or report it before Lambda's timeout.
 DEADLINE_MARGIN_SECONDS = 3.0
@@ -53,6 +54,8 @@ metrics = Metrics()
 
 settings = CategorizeSettings.from_env()
 limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+# Clients are thread-safe (resources are not): one serves the records' text writes.
+s3 = boto3.client("s3")
 
 
 async def _observe_openai_response(response: httpx2.Response) -> None:
@@ -74,6 +77,7 @@ def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> 
             prices=Prices.from_env(),
             limiter=limiter,
         ),
+        TextStore(lambda: s3, settings.text_bucket),
         input_token_budget=settings.input_token_budget,
         low_confidence_threshold=settings.low_confidence_threshold,
         claim_seconds=settings.claim_seconds,

@@ -25,6 +25,7 @@ environments running at once, keeps the sum of all instance budgets within the a
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -49,6 +50,47 @@ GPT_4O_MINI_TIERS: dict[str, tuple[float, float]] = {
     "tier4": (10_000, 10_000_000),
     "tier5": (30_000, 150_000_000),
 }
+
+# The Batch API's own pool: prompt tokens enqueued at once per model (gpt-4o-mini, per tier, as
+# OpenAI's limits page listed them in 2025; the Settings → Limits page is authoritative), and
+# its per-batch bounds (docs/backfill.md).
+GPT_4O_MINI_BATCH_QUEUE_TOKENS: dict[str, int] = {
+    "tier1": 2_000_000,
+    "tier2": 20_000_000,
+    "tier3": 40_000_000,
+    "tier4": 1_000_000_000,
+    "tier5": 15_000_000_000,
+}
+BATCH_MAX_REQUESTS = 50_000
+
+
+class BatchPlan(BaseModel):
+    """BackfillStateMachine's shard size and Map concurrency for an enqueued-token limit.
+
+    requests_per_shard = min(50,000, queue_tokens / avg_input_tokens)   (one shard must fit the queue)
+    max_concurrency    = max(1, queue_tokens // (requests_per_shard × avg_input_tokens))
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    queue_tokens: int
+    avg_input_tokens: float
+    requests_per_shard: int
+    max_concurrency: int
+
+    def parameter_overrides(self) -> str:
+        return f"BackfillShardRequests={self.requests_per_shard} BackfillMaxConcurrency={self.max_concurrency}"
+
+
+def plan_batch(queue_tokens: int, avg_input_tokens: float) -> BatchPlan:
+    requests = max(1, min(BATCH_MAX_REQUESTS, math.floor(queue_tokens / avg_input_tokens)))
+    concurrency = max(1, math.floor(queue_tokens / (requests * avg_input_tokens)))
+    return BatchPlan(
+        queue_tokens=queue_tokens,
+        avg_input_tokens=avg_input_tokens,
+        requests_per_shard=requests,
+        max_concurrency=concurrency,
+    )
 
 
 class CapacityInputs(BaseModel):
@@ -173,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--avg-input-tokens", type=float, required=True, help="mean prompt tokens")
     parser.add_argument("--overhead-ms", type=float, default=DEFAULT_OVERHEAD_MS)
     parser.add_argument("--headroom", type=float, default=DEFAULT_HEADROOM)
+    parser.add_argument("--batch-queue-tokens", type=int, help="Batch API enqueued-token limit (overrides --tier's)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     args = parser.parse_args(argv)
     tier_rpm, tier_tpm = GPT_4O_MINI_TIERS[args.tier] if args.tier else (None, None)
@@ -190,7 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             headroom=args.headroom,
         )
     )
-    print(plan.model_dump_json(indent=2) if args.json else render(plan))
+    queue_tokens = args.batch_queue_tokens or (GPT_4O_MINI_BATCH_QUEUE_TOKENS[args.tier] if args.tier else None)
+    batch = plan_batch(queue_tokens, args.avg_input_tokens) if queue_tokens else None
+    if args.json:
+        document = plan.model_dump(mode="json") | ({"batch": batch.model_dump(mode="json")} if batch else {})
+        print(json.dumps(document, indent=2))
+    else:
+        print(render(plan))
+        if batch:
+            print(
+                f"\nBatch API (backfill)    queue {batch.queue_tokens:,} tokens: {batch.requests_per_shard:,} "
+                f"requests per shard, {batch.max_concurrency} shard(s) at once\n"
+                f"sam deploy --parameter-overrides {batch.parameter_overrides()}"
+            )
     return 0
 
 

@@ -170,6 +170,8 @@ class OpenAISettings(EnvSettings):
 class CategorizeSettings(OpenAISettings):
     results_table_name: DynamoDBTableName = Field(alias="RESULTS_TABLE_NAME")
     dlq_url: SqsQueueUrl = Field(alias="DLQ_URL")
+    # The text store (categorizer.textstore): what the model read, per article revision.
+    text_bucket: S3BucketName = Field(alias="TEXT_BUCKET")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     config_cache_seconds: int = Field(default=60, alias="CONFIG_CACHE_SECONDS", ge=0)
     # At least 3: Evaluate reports top-3 accuracy with the same setting.
@@ -225,3 +227,27 @@ class FineTuneSettings(OpenAISettings):
     max_example_tokens: int = Field(default=65_536, alias="MAX_EXAMPLE_TOKENS", ge=16)
     file_wait_seconds: float = Field(default=600, alias="FILE_WAIT_SECONDS", gt=0)
     file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)
+
+
+class BackfillSettings(OpenAISettings):
+    """BackfillStateMachine's task functions (one settings class: they share one module)."""
+
+    pipeline_bucket: S3BucketName = Field(alias="PIPELINE_BUCKET")
+    # Archive JSONL is read from here only (the functions' IAM policy grants nothing else).
+    archive_prefix: str = Field(default="archive/", alias="ARCHIVE_PREFIX")
+    runs_prefix: str = Field(default="backfill/", alias="BACKFILL_RUNS_PREFIX")
+    text_bucket: S3BucketName = Field(alias="TEXT_BUCKET")
+    results_table_name: DynamoDBTableName = Field(alias="RESULTS_TABLE_NAME")
+    dlq_url: SqsQueueUrl = Field(alias="DLQ_URL")
+    active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
+    cost_guard_usd: float = Field(alias="BACKFILL_COST_GUARD_USD", ge=0)
+    # From the capacity planner's Batch API figures for the tier (python -m categorizer.capacity).
+    shard_requests: int = Field(default=50_000, alias="BACKFILL_SHARD_REQUESTS", ge=1, le=50_000)
+    max_concurrency: int = Field(default=1, alias="BACKFILL_MAX_CONCURRENCY", ge=1, le=1000)
+    # Must equal the categorize function's values: the batch request is the live one.
+    input_token_budget: int = Field(default=DEFAULT_INPUT_TOKEN_BUDGET, alias="INPUT_TOKEN_BUDGET", ge=16)
+    top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
+    label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
+    low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
+    # Row and text writes in flight while a shard's results are collected.
+    write_concurrency: int = Field(default=16, alias="BACKFILL_WRITE_CONCURRENCY", ge=1, le=64)

@@ -186,6 +186,10 @@ class Prediction(BaseModel):
     probability: float = Field(ge=0.0, le=1.0)
 
 
+# Which path wrote a row: the live categorize function or the Batch API backfill (docs/backfill.md).
+ResultSource = Literal["live", "batch"]
+
+
 class CategorizationResult(BaseModel):
     """The row stored in ResultsTable (one per article: its latest revision)."""
 
@@ -210,6 +214,7 @@ class CategorizationResult(BaseModel):
     title: str
     site: str | None = None
     language: str | None = None
+    source: ResultSource = "live"
     categorized_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 

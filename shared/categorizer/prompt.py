@@ -40,16 +40,37 @@ class Prompt:
         return content_hash(*(f"{m['role']}:{m['content']}" for m in self.messages))
 
 
-def build_prompt(title: str, text: str, input_token_budget: int) -> Prompt:
+@dataclass(frozen=True)
+class ModelInput:
+    """What the model reads of an article: the normalised title and the budget-cut body.
+
+    The text store keeps exactly this per revision (categorizer.textstore), and the backfill
+    rebuilds the same prompt from it (`prompt_from_input`), so its fingerprint is the live one.
+    """
+
+    title: str
+    body: str
+    truncated: bool
+
+
+def model_input(title: str, text: str, input_token_budget: int) -> ModelInput:
     title = normalize_text(title)
     title_tokens = count_tokens(title)
     body = cut_to_token_budget(text, max(0, input_token_budget - title_tokens))
-    user = f"{title}\n\n{body.text}" if body.text else title
+    return ModelInput(title, body.text, body.truncated)
+
+
+def prompt_from_input(read: ModelInput) -> Prompt:
+    user = f"{read.title}\n\n{read.body}" if read.body else read.title
     messages: list[ChatMessage] = [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": user},
     ]
-    return Prompt(messages, estimate_prompt_tokens(messages), body.truncated)
+    return Prompt(messages, estimate_prompt_tokens(messages), read.truncated)
+
+
+def build_prompt(title: str, text: str, input_token_budget: int) -> Prompt:
+    return prompt_from_input(model_input(title, text, input_token_budget))
 
 
 def build_training_example(prompt: Prompt, label: str) -> dict[str, list[ChatMessage]]:

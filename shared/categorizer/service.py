@@ -11,6 +11,13 @@ Why a claim on the row and not Powertools' idempotency utility: the records of a
 coroutines, which that utility does not support (powertools-lambda-python issue 4483, declined),
 and it would add a second table and two writes per record; the claim is one conditional
 update on the row that is written anyway, under the same revision rule.
+
+The text store (categorizer.textstore) receives what the model read before the row is written:
+while the OpenAI call runs (no added latency), for a shared call, and when a newer revision with
+unchanged content advances the row. A failed text write fails the record like any transient
+error (claim released, SQS retries, the last receive dead-letters it: docs/design.md invariant 4).
+Best effort would be wrong: once the row holds this content and model the skip rule never calls
+again, so a text missed then would stay missing and the article could never be backfilled.
 """
 
 from __future__ import annotations
@@ -23,10 +30,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
-from categorizer.models import ActiveModel, ArticleEvent, CategorizationResult, UnpublishEvent
-from categorizer.prompt import Prompt, build_prompt
+from categorizer.models import (
+    ActiveModel,
+    ArticleEvent,
+    CategorizationResult,
+    PathNode,
+    ResultSource,
+    UnpublishEvent,
+)
+from categorizer.prompt import Prompt, model_input, prompt_from_input
 from categorizer.store import Claim, ResultStore, StoredState
 from categorizer.taxonomy import Taxonomy
+from categorizer.textstore import StoredText, TextStore
+from categorizer.urls import canonical_url
 
 Status = Literal["categorized", "unchanged", "stale", "removed"]
 _CLAIM_POLL_SECONDS = 0.2
@@ -63,6 +79,7 @@ class CategorizeService:
         self,
         store: ResultStore,
         classifier: OpenAIClassifier,
+        texts: TextStore,
         *,
         input_token_budget: int,
         low_confidence_threshold: float,
@@ -71,6 +88,7 @@ class CategorizeService:
     ) -> None:
         self._store = store
         self._classifier = classifier
+        self._texts = texts
         self._input_token_budget = input_token_budget
         self._low_confidence_threshold = low_confidence_threshold
         self._claim_seconds = claim_seconds
@@ -89,17 +107,31 @@ class CategorizeService:
         self, article: ArticleEvent, active: ActiveModel, taxonomy: Taxonomy, scope: BatchScope | None = None
     ) -> Outcome:
         scope = scope or BatchScope()
-        prompt = build_prompt(article.title, article.text, self._input_token_budget)
+        read = model_input(article.title, article.text, self._input_token_budget)
+        prompt = prompt_from_input(read)
+        text = StoredText(
+            article_id=article.article_id,
+            revision=article.revision,
+            content_hash=prompt.fingerprint,
+            title=read.title,
+            body=read.body,
+            truncated=read.truncated,
+            input_token_budget=self._input_token_budget,
+            url=article.url,
+            site=article.site,
+            language=article.language,
+        )
         key = (article.article_id, prompt.fingerprint, active.model_id)
         earlier = scope.in_flight.get(key)
         if earlier is not None:
             # The same article, content and model earlier in this batch: share its call.
             await earlier.done.wait()
             if earlier.classification is not None:
-                return await self._store_result(article, active, taxonomy, prompt, earlier.classification, shared=True)
+                await asyncio.to_thread(self._texts.put, text)  # its own revision's text
+                return await self._store_result(text, active, taxonomy, earlier.classification, shared=True)
         mine = scope.in_flight.setdefault(key, _InFlight())
         try:
-            return await self._categorize(article, active, taxonomy, prompt, scope, mine)
+            return await self._categorize(article, active, taxonomy, prompt, text, scope, mine)
         finally:
             mine.done.set()
 
@@ -109,6 +141,7 @@ class CategorizeService:
         active: ActiveModel,
         taxonomy: Taxonomy,
         prompt: Prompt,
+        text: StoredText,
         scope: BatchScope,
         mine: _InFlight,
     ) -> Outcome:
@@ -118,7 +151,7 @@ class CategorizeService:
         else:
             state = await asyncio.to_thread(self._store.state, article.article_id)
         for _ in range(_CLAIM_ATTEMPTS):
-            skipped = await self._skip(article, state, prompt.fingerprint, active.model_id)
+            skipped = await self._skip(article, state, text, active.model_id)
             if skipped is not None:
                 return skipped
             claimed = await asyncio.to_thread(
@@ -142,8 +175,8 @@ class CategorizeService:
         else:
             raise ClaimBusy(f"another record is classifying {article.article_id} with the same content and model")
         try:
-            classification = await self._classifier.classify(prompt, active.model_id, taxonomy)
-            outcome = await self._store_result(article, active, taxonomy, prompt, classification, shared=False)
+            classification = await self._classify_and_keep_text(prompt, active.model_id, taxonomy, text)
+            outcome = await self._store_result(text, active, taxonomy, classification, shared=False)
         except BaseException:
             # The retry must not wait for its own claim (the write replaces the claim on success).
             await asyncio.to_thread(self._release, article.article_id, claim)
@@ -151,15 +184,29 @@ class CategorizeService:
         mine.classification = classification
         return outcome
 
+    async def _classify_and_keep_text(
+        self, prompt: Prompt, model_id: str, taxonomy: Taxonomy, text: StoredText
+    ) -> Classification:
+        """The OpenAI call with the text write beside it; raises if either fails."""
+        writing = asyncio.ensure_future(asyncio.to_thread(self._texts.put, text))
+        try:
+            classification = await self._classifier.classify(prompt, model_id, taxonomy)
+        except BaseException:
+            await asyncio.wait([writing])  # the call's error is the one that matters
+            raise
+        await writing
+        return classification
+
     def _release(self, article_id: str, claim: Claim) -> None:
         # Best effort: an unreleased claim expires by itself, and the call's own error is what matters.
         with contextlib.suppress(Exception):
             self._store.release(article_id, claim)
 
     async def _skip(
-        self, article: ArticleEvent, state: StoredState | None, fingerprint: str, model_id: str
+        self, article: ArticleEvent, state: StoredState | None, text: StoredText, model_id: str
     ) -> Outcome | None:
         """Stale or unchanged: no call. None when a call is needed."""
+        fingerprint = text.content_hash
         if state is None or state.revision is None:
             return None
         if state.revision > article.revision or (state.removed and state.revision == article.revision):
@@ -170,6 +217,7 @@ class CategorizeService:
             return Outcome("unchanged")
         # A failed advance means the row changed since it was read (a concurrent revision was
         # written): classify, and let the conditional write keep whichever revision is newer.
+        await asyncio.to_thread(self._texts.put, text)  # the row will name this revision
         advanced = await asyncio.to_thread(
             self._store.advance_revision, article.article_id, article.revision, fingerprint, model_id
         )
@@ -189,39 +237,52 @@ class CategorizeService:
 
     async def _store_result(
         self,
-        article: ArticleEvent,
+        text: StoredText,
         active: ActiveModel,
         taxonomy: Taxonomy,
-        prompt: Prompt,
         classification: Classification,
         *,
         shared: bool,
     ) -> Outcome:
-        best = classification.decoded.predictions[0]
-        result = CategorizationResult(
-            article_id=article.article_id,
-            revision=article.revision,
-            content_hash=prompt.fingerprint,
-            model_id=active.model_id,
-            taxonomy_version=taxonomy.version,
-            category_id=best.category_id,
-            category_name=best.name,
-            label=best.label,
-            probability=best.probability,
-            coverage=classification.decoded.coverage,
-            needs_review=best.probability < self._low_confidence_threshold,
-            top_k=classification.decoded.predictions,
-            prompt_tokens=classification.prompt_tokens,
-            completion_tokens=classification.completion_tokens,
-            cost_usd=classification.cost_usd,
-            truncated=prompt.truncated,
-            url=article.url,
-            canonical_url=article.canonical_url,
-            title=article.title[:300],
-            site=article.site,
-            language=article.language,
-        )
+        result = build_result(text, active.model_id, taxonomy, classification, self._low_confidence_threshold, "live")
         written = await asyncio.to_thread(self._store.put_if_not_older, result)
         if shared:  # no call of its own: its cost was counted where the call was made
             return Outcome("unchanged" if written else "stale", result if written else None)
         return Outcome("categorized" if written else "stale", result, classification)
+
+
+def build_result(
+    text: StoredText,
+    model_id: str,
+    taxonomy: Taxonomy,
+    classification: Classification,
+    low_confidence_threshold: float,
+    source: ResultSource,
+) -> CategorizationResult:
+    """The row for one answer, whichever path asked (docs/design.md invariant 11)."""
+    best = classification.decoded.predictions[0]
+    return CategorizationResult(
+        article_id=text.article_id,
+        revision=text.revision,
+        content_hash=text.content_hash,
+        model_id=model_id,
+        taxonomy_version=taxonomy.version,
+        category_id=best.category_id,
+        category_name=best.name,
+        path=[PathNode(id=tier.id, name=tier.name) for tier in taxonomy.path(best.category_id)],
+        label=best.label,
+        probability=best.probability,
+        coverage=classification.decoded.coverage,
+        needs_review=best.probability < low_confidence_threshold,
+        top_k=classification.decoded.predictions,
+        prompt_tokens=classification.prompt_tokens,
+        completion_tokens=classification.completion_tokens,
+        cost_usd=classification.cost_usd,
+        truncated=text.truncated,
+        url=text.url,
+        canonical_url=canonical_url(text.url),
+        title=text.title[:300],
+        site=text.site,
+        language=text.language,
+        source=source,
+    )

@@ -20,6 +20,7 @@ MODEL_ID = "ft:gpt-4o-mini-2024-07-18:acme::unit1"
 TAXONOMY_VERSION = "iab-3.1"
 ACTIVE_MODEL_PARAMETER = "/test/active-model"
 OPENAI_KEY = "sk-unit-test-key"
+TEXT_BUCKET = "article-texts"
 
 
 @dataclass
@@ -49,11 +50,13 @@ def create_categorize_stack(monkeypatch: pytest.MonkeyPatch) -> CategorizeStack:
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName="article-dlq")["QueueUrl"]
     secret_arn = boto3.client("secretsmanager").create_secret(Name="openai", SecretString=OPENAI_KEY)["ARN"]
+    boto3.client("s3").create_bucket(Bucket=TEXT_BUCKET)
     ssm = boto3.client("ssm")
     write_active_model(ssm, ACTIVE_MODEL_PARAMETER, ActiveModel(model_id=MODEL_ID, taxonomy_version=TAXONOMY_VERSION))
     for name, value in {
         "RESULTS_TABLE_NAME": "results",
         "DLQ_URL": dlq_url,
+        "TEXT_BUCKET": TEXT_BUCKET,
         "OPENAI_API_KEY_SECRET_ARN": secret_arn,
         "ACTIVE_MODEL_PARAMETER": ACTIVE_MODEL_PARAMETER,
         "CONFIG_CACHE_SECONDS": "0",

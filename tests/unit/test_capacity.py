@@ -119,3 +119,17 @@ def test_samconfig_profile_matches_the_planner(tier: str) -> None:
     deploy = profiles[tier]["deploy"]["parameters"]
     assert deploy["parameter_overrides"] == plan.parameter_overrides()
     assert "OpenAIApiKeySecretArn" not in deploy["parameter_overrides"]
+
+
+def test_batch_plan_fits_one_shard_in_the_queue_and_runs_as_many_as_fit() -> None:
+    from categorizer.capacity import GPT_4O_MINI_BATCH_QUEUE_TOKENS, plan_batch
+
+    # GIVEN tier 1's 2M enqueued tokens and ~1,045-token prompts, WHEN planned
+    small = plan_batch(GPT_4O_MINI_BATCH_QUEUE_TOKENS["tier1"], 1045)
+    # THEN a shard is cut to what the queue holds, one at a time
+    assert (small.requests_per_shard, small.max_concurrency) == (1913, 1)
+    assert small.requests_per_shard * 1045 <= 2_000_000
+    # AND with tier 4's 1B tokens full 50,000-request shards run 19 at once
+    large = plan_batch(GPT_4O_MINI_BATCH_QUEUE_TOKENS["tier4"], 1045)
+    assert (large.requests_per_shard, large.max_concurrency) == (50_000, 19)
+    assert large.parameter_overrides() == "BackfillShardRequests=50000 BackfillMaxConcurrency=19"

@@ -25,6 +25,7 @@ VALID = {
     "DLQ_URL": f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/article-dlq",
     "ACTIVE_MODEL_PARAMETER": "/article-categorizer/active-model",
     "PIPELINE_BUCKET": "article-categorizer-pipelinebucket-1a2b3c",
+    "TEXT_BUCKET": "article-categorizer-textbucket-1a2b3c",
     "COST_GUARD_USD": "50",
 }
 

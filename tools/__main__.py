@@ -1,10 +1,10 @@
-"""`python -m tools publish …`, `… sign-event …`, `… dlq …` and `… finetune …`."""
+"""`python -m tools publish …`, `… sign-event …`, `… dlq …`, `… finetune …`, `… backfill …` and `… erase …`."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, dlq, finetune, publish, sign_event
+from tools import alarms, backfill, dlq, erase, finetune, publish, sign_event
 
 COMMANDS = {
     "publish": publish.main,
@@ -12,6 +12,8 @@ COMMANDS = {
     "dlq": dlq.main,
     "finetune": finetune.main,
     "alarms": alarms.main,
+    "backfill": backfill.main,
+    "erase": erase.main,
 }
 
 

@@ -53,6 +53,9 @@ class ChangeDetail(BaseModel):
     url: str | None = None
     canonical_url: str | None = None
     category: EventCategory | None = Field(description="the category now; null once removed")
+    path: list[EventCategory] = Field(
+        default_factory=list, description="tier 1 down to the category now; empty once removed"
+    )
     previous_category: EventCategory | None = Field(description="the category before; null when there was none")
     probability: float | None = Field(default=None, ge=0, le=1)
     coverage: float | None = Field(default=None, ge=0, le=1)
@@ -92,6 +95,7 @@ def _result_detail(new: Mapping[str, Any], previous: EventCategory | None) -> Ch
         url=str(new["url"]),
         canonical_url=str(new["canonical_url"]) if "canonical_url" in new else None,
         category=_category(new),
+        path=[EventCategory(id=str(tier["id"]), name=str(tier["name"])) for tier in new.get("path", [])],
         previous_category=previous,
         probability=float(new["probability"]),
         coverage=float(new["coverage"]),

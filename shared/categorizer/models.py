@@ -190,6 +190,13 @@ class Prediction(BaseModel):
 ResultSource = Literal["live", "batch"]
 
 
+class PathNode(BaseModel):
+    """One tier of a result's category path: the taxonomy's id (IAB's Unique ID for iab-3.1) and name."""
+
+    id: str
+    name: str
+
+
 class CategorizationResult(BaseModel):
     """The row stored in ResultsTable (one per article: its latest revision)."""
 
@@ -200,6 +207,8 @@ class CategorizationResult(BaseModel):
     taxonomy_version: str
     category_id: str
     category_name: str
+    # Tier 1 down to the category (Taxonomy.path); rows written before paths existed have none.
+    path: list[PathNode] = Field(default_factory=list)
     label: str
     probability: float
     coverage: float

@@ -1,7 +1,10 @@
 """Taxonomies: label number 0–999 ↔ category id ↔ name (docs/design.md invariant 2).
 
-A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name}]}`)
-or TSV (header `label<TAB>id<TAB>name`, version from the file name). Every label must be
+A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name,
+parent}]}`) or TSV (header `label<TAB>id<TAB>name[<TAB>parent]`, version from the file name).
+`parent` is the id of the category one tier up (empty or absent at tier 1), so every result
+carries its path from tier 1 to the leaf (`Taxonomy.path`): ad platforms target by IAB's
+tier-1 ids. Every label must be
 the canonical decimal form of 0–999, which o200k_base encodes as exactly one token.
 """
 
@@ -30,6 +33,7 @@ class Category(BaseModel):
     label: str
     id: str
     name: str
+    parent: str | None = None  # the id one tier up; None at tier 1
 
 
 class Taxonomy(BaseModel):
@@ -51,6 +55,13 @@ class Taxonomy(BaseModel):
     @functools.cached_property
     def label_token_ids(self) -> dict[str, int]:
         return {c.label: _label_token_id(c.label) for c in self.categories}
+
+    def path(self, category_id: str) -> tuple[Category, ...]:
+        """Tier 1 down to the category (validated on build: parents exist, no cycles)."""
+        chain = [self.by_id[category_id]]
+        while chain[-1].parent is not None:
+            chain.append(self.by_id[chain[-1].parent])
+        return tuple(reversed(chain))
 
     def logit_bias(self, bias: int) -> dict[str, int] | None:
         """Raise every label token, where the API allows that many keys; None otherwise."""
@@ -98,12 +109,29 @@ def build_taxonomy(
             raise TaxonomyError(f"{where}: duplicate category id (first used in row {seen_ids[category_id]})")
         seen_labels[label] = row_number
         seen_ids[category_id] = row_number
-        categories.append(Category(label=label, id=category_id, name=category_name))
+        parent = str(row.get("parent") or "").strip() or None
+        categories.append(Category(label=label, id=category_id, name=category_name, parent=parent))
     if not categories:
         raise TaxonomyError(f"taxonomy {version!r} has no categories")
+    _check_parents(categories, seen_ids)
     if len(categories) > MAX_CATEGORIES:
         raise TaxonomyError(f"taxonomy {version!r} has {len(categories)} categories; at most {MAX_CATEGORIES}")
     return Taxonomy(version=version, name=name, attribution=attribution, categories=tuple(categories))
+
+
+def _check_parents(categories: list[Category], rows: Mapping[str, int]) -> None:
+    parents = {c.id: c.parent for c in categories}
+    for category in categories:
+        where = f"row {rows[category.id]} (id {category.id!r})"
+        if category.parent is not None and category.parent not in parents:
+            raise TaxonomyError(f"{where}: parent {category.parent!r} is not a category id of the taxonomy")
+        seen = {category.id}
+        ancestor = category.parent
+        while ancestor is not None:
+            if ancestor in seen:
+                raise TaxonomyError(f"{where}: its parents form a cycle through {ancestor!r}")
+            seen.add(ancestor)
+            ancestor = parents[ancestor]
 
 
 def load_taxonomy_file(path: Path) -> Taxonomy:
@@ -136,10 +164,11 @@ def bundled_taxonomy(version: str) -> Taxonomy:
 
 
 def iab_tsv_to_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of the IAB Content Taxonomy 3.1 TSV as {label, id, name}, labels in file order.
+    """Rows of the IAB Content Taxonomy 3.1 TSV as {label, id, name, parent}, labels in file order.
 
-    The name is the tier path ("Attractions > Amusement and Theme Parks"), so sibling names
-    stay distinct for people reading results.
+    The id is IAB's Unique ID and the parent IAB's Parent (empty at tier 1); the name is the tier
+    path ("Attractions > Amusement and Theme Parks"), so sibling names stay distinct for people
+    reading results.
     """
     rows: list[dict[str, str]] = []
     with path.open(encoding="utf-8", newline="") as handle:
@@ -150,5 +179,8 @@ def iab_tsv_to_rows(path: Path) -> list[dict[str, str]]:
             if not record or not record[0].strip():
                 continue
             tiers = [tier.strip() for tier in record[3:7] if tier.strip()]
-            rows.append({"label": str(len(rows)), "id": record[0].strip(), "name": " > ".join(tiers)})
+            row = {"label": str(len(rows)), "id": record[0].strip(), "name": " > ".join(tiers)}
+            if record[1].strip():
+                row["parent"] = record[1].strip()
+            rows.append(row)
     return rows

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from categorizer.models import CategorizationResult, Prediction
+from categorizer.models import CategorizationResult, PathNode, Prediction
 from categorizer.urls import canonical_url
 from tests.support.lambda_env import LambdaContext, load_function
 from tests.support.results_table import create_results_table
@@ -44,6 +44,10 @@ def result(
         "taxonomy_version": "demo-1",
         "category_id": "technology",
         "category_name": "Technology",
+        "path": [
+            PathNode(id="science-technology", name="Science & Technology"),
+            PathNode(id="technology", name="Technology"),
+        ],
         "label": "0",
         "probability": 0.9,
         "coverage": 0.99,

@@ -31,6 +31,7 @@ class ArticleCategory(BaseModel):
     url: str
     canonical_url: str = Field(description="the key of GET /categories?url=… (docs/read-api.md, Canonical URL)")
     category: CategoryRef
+    path: list[CategoryRef] = Field(description="tier 1 down to the category, each with its id and name")
     probability: float = Field(ge=0, le=1, description="the category's probability (renormalised over labels)")
     coverage: float = Field(ge=0, le=1, description="raw probability mass the model put on valid labels")
     needs_review: bool = Field(description="probability below the deployment's LowConfidenceThreshold")

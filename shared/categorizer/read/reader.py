@@ -75,6 +75,7 @@ def answer(item: Mapping[str, Any]) -> Answer | None:
         url=str(item["url"]),
         canonical_url=str(item["canonical_url"]),
         category=CategoryRef(id=str(item["category_id"]), name=str(item["category_name"])),
+        path=[CategoryRef(id=str(tier["id"]), name=str(tier["name"])) for tier in item.get("path", [])],
         probability=float(item["probability"]),
         coverage=float(item["coverage"]),
         needs_review=bool(item["needs_review"]),

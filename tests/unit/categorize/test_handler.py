@@ -320,3 +320,16 @@ def test_metrics_carry_requests_confidence_and_dead_letters_by_reason(
     assert batch["Coverage"] == [pytest.approx(0.95)]
     [confidence] = batch["Confidence"]
     assert 0 < confidence <= 1
+
+
+def test_the_result_carries_its_iab_path_and_canonical_url(categorize: ModuleType, stack: CategorizeStack) -> None:
+    # GIVEN an article the model labels "3" (IAB 3.1: Attractions > Casinos & Gambling)
+    invoke(categorize, sqs_event(article("p-1", url="https://News.example/p-1/?utm_source=feed")))
+    # THEN the row holds the path from tier 1 by IAB's unique ids, and the by-URL key
+    row = stack.row("p-1")
+    assert row is not None
+    assert row["path"] == [
+        {"id": "150", "name": "Attractions"},
+        {"id": "181", "name": "Attractions > Casinos & Gambling"},
+    ]
+    assert row["canonical_url"] == "https://news.example/p-1"

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse chaos bench
+.PHONY: install test lint unit demo local-up build clean bench-budget bench-finetune bench-overhead bench-parse bench-read chaos bench
 
 $(BIN)/.installed: pyproject.toml shared/requirements.txt shared/requirements-runtime.txt
 	$(PYTHON) -m venv $(VENV)
@@ -116,6 +116,9 @@ bench-parse: install
 
 # 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
 # spikes and 429s; audits that nothing is lost (docs/ingest.md). ARGS="--articles 500" etc.
+bench-read: install
+	$(BIN)/python -m bench.read_latency $(ARGS)
+
 chaos: install
 	$(BIN)/python -m bench.chaos $(ARGS)
 

@@ -2,7 +2,8 @@
 
 Each request becomes a payload-format-2.0 event for the routed function, run in its offline
 execution environments; the function's response (statusCode, headers, body) becomes the
-HTTP response, as API Gateway does it. Throttling, authorisers and custom domains are not
+HTTP response, as API Gateway does it. Path parameters (`{name}`, `{name+}`) are matched.
+Throttling, authorisers (the read routes' AWS_IAM included) and custom domains are not
 emulated.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
@@ -24,6 +27,25 @@ from local.provision import HttpRoute
 from local.runtime import FunctionPool
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+
+
+def route_pattern(path: str) -> re.Pattern[str]:
+    """A route path as API Gateway matches it: `{name}` is one segment, `{name+}` the rest."""
+    pattern = "".join(
+        f"(?P<{part[1:-2]}>.+)"
+        if part.endswith("+}")
+        else f"(?P<{part[1:-1]}>[^/]+)"
+        if part.startswith("{")
+        else re.escape(part)
+        for part in re.split(r"(\{[A-Za-z0-9_]+\+?\})", path)
+    )
+    return re.compile(pattern)
+
+
+def raw_path(request: Request) -> str:
+    """The path as the client sent it (escapes kept: `%2F` is not `/`), as API Gateway's rawPath."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    return str(raw).split("?", 1)[0]
 
 
 def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str, Any]:
@@ -45,7 +67,7 @@ def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str,
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": request.path,
+        "rawPath": raw_path(request),
         "rawQueryString": request.query_string.decode("latin-1"),
         "headers": headers,
         "requestContext": {
@@ -68,6 +90,9 @@ def http_api_event(request: Request, route: HttpRoute, api_id: str) -> dict[str,
         },
         "isBase64Encoded": bool(body) and not as_text,
     }
+    matched = route_pattern(route.path).fullmatch(raw_path(request)) if "{" in route.path else None
+    if matched:
+        event["pathParameters"] = {name: unquote(value) for name, value in matched.groupdict().items()}
     if request.args:
         event["queryStringParameters"] = {key: ",".join(request.args.getlist(key)) for key in request.args}
     if request.cookies:
@@ -112,13 +137,20 @@ class HttpApiGateway:
         self._thread.join()
 
     def _match(self, request: Request) -> tuple[HttpRoute, FunctionPool] | None:
+        """The exact route first, then one with path parameters, then $default (API Gateway's order)."""
         fallback = None
+        parameterised = None
+        path = raw_path(request)
         for route, pool in self._routes:
             if route.path == "$default":
                 fallback = (route, pool)
-            elif route.path == request.path and route.method in ("ANY", request.method):
+            elif route.method not in ("ANY", request.method):
+                continue
+            elif route.path == request.path:
                 return route, pool
-        return fallback
+            elif "{" in route.path and parameterised is None and route_pattern(route.path).fullmatch(path):
+                parameterised = (route, pool)
+        return parameterised or fallback
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)

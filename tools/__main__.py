@@ -1,10 +1,10 @@
-"""`python -m tools publish …`, `… sign-event …`, `… dlq …`, `… finetune …`, `… backfill …` and `… erase …`."""
+"""`python -m tools publish|sign-event|dlq|finetune|alarms|backfill|capacity|taxonomy|erase …`: operator commands."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, backfill, dlq, erase, finetune, publish, sign_event
+from tools import alarms, backfill, capacity, dlq, erase, finetune, publish, sign_event, taxonomy
 
 COMMANDS = {
     "publish": publish.main,
@@ -13,6 +13,8 @@ COMMANDS = {
     "finetune": finetune.main,
     "alarms": alarms.main,
     "backfill": backfill.main,
+    "capacity": capacity.main,
+    "taxonomy": taxonomy.main,
     "erase": erase.main,
 }
 

@@ -43,6 +43,8 @@ def follow(sfn: SFNClient, execution_arn: str, emit: Emit, poll_seconds: float =
     """Print the estimate, each batch's progress with an ETA, and each shard's totals until the end."""
     seen = 0
     started = time.monotonic()
+    # Each batch's first check (time, requests done): its ETA is from its own pace, not the run's.
+    batch_seen: dict[str, tuple[float, int]] = {}
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         events = list(history(sfn, execution_arn))
@@ -59,7 +61,10 @@ def follow(sfn: SFNClient, execution_arn: str, emit: Emit, poll_seconds: float =
                 counts = batch["request_counts"]
                 done = counts.get("completed", 0) + counts.get("failed", 0)
                 total = counts.get("total", 0) or output["shard"]["requests"]
-                eta = f"ETA {elapsed / done * (total - done):.0f}s" if 0 < done < total else ""
+                at = event["timestamp"].timestamp()
+                first_at, first_done = batch_seen.setdefault(batch["batch_id"], (at, done))
+                pace = (done - first_done) / (at - first_at) if at > first_at else 0.0
+                eta = f"ETA {(total - done) / pace:.0f}s" if pace > 0 and done < total else ""
                 emit(
                     f"[{elapsed:7.1f}s] shard {output['shard']['shard']} round {output['shard']['round']} "
                     f"{batch['batch_id']} {batch['status']}: {counts.get('completed', 0)} done, "

@@ -52,6 +52,8 @@ def run_input(args: argparse.Namespace) -> dict[str, Any]:
             document[name] = getattr(args, name)
     if args.force_promote:
         document["force_promote"] = True
+    if args.backfill_after_promote is not None:
+        document["backfill_after_promote"] = {"all": True, "max_cost_usd": args.backfill_after_promote}
     PipelineConfig.model_validate(document)
     return document
 
@@ -101,7 +103,8 @@ def describe_step(name: str, output: dict[str, Any]) -> str:
         )
     if name == "Promote":
         p = output["promotion"]
-        return f"{'promoted' if p['promoted'] else 'not promoted'}: {p['reason']}"
+        started = f"; started backfill {p['backfill_execution_arn']}" if p.get("backfill_execution_arn") else ""
+        return f"{'promoted' if p['promoted'] else 'not promoted'}: {p['reason']}{started}"
     return "done"
 
 
@@ -164,6 +167,12 @@ def main(argv: list[str] | None = None, emit: Emit = print) -> int:
     start.add_argument("--max-polls", type=int)
     start.add_argument("--max-cost-usd", type=float, help="lower the deployed cost guard for this run")
     start.add_argument("--force-promote", action="store_true", help="promote even if top-1 is lower")
+    start.add_argument(
+        "--backfill-after-promote",
+        type=float,
+        metavar="MAX_COST_USD",
+        help="once promoted, re-categorise every stored article with the new model (Batch API, at most this cost)",
+    )
     start.add_argument("--name", help="execution name (default: finetune-<UTC time>)")
     start.add_argument("--no-follow", action="store_true")
 

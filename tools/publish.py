@@ -69,7 +69,7 @@ def read_batches(path: Path, batch_size: int) -> Iterator[list[Any]]:
 
 
 def post(client: httpx2.Client, url: str, secret: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
-    headers = {"Content-Type": "application/json", **signature_headers(secret, body)}
+    headers = {"Content-Type": "application/json", **signature_headers(secret, body, url)}
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx2.TransportError as error:

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from categorizer.ingest import signature_headers, webhook_secrets
+from categorizer.ingest import SignedRequest, sign, webhook_secrets
+from categorizer.ingest.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tools.publish import load_secret
 from tools.stack import StackOutputs, add_stack_argument
 
@@ -33,10 +34,18 @@ def event_body(event: dict[str, Any]) -> bytes:
     return base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8", "surrogatepass")
 
 
+def signed_request(event: dict[str, Any]) -> SignedRequest:
+    """What IngestFunction verifies: the method, path and query string as API Gateway hands them over, and the body."""
+    method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
+    return SignedRequest(method, event.get("rawPath") or "/", event.get("rawQueryString") or "", event_body(event))
+
+
 def sign_event(event: dict[str, Any], secret: bytes, now: float | None = None) -> dict[str, Any]:
     """A copy of the HTTP API (payload 2.0) event with fresh signature headers and request time."""
     signed_at = time.time() if now is None else now
-    fresh = {name.lower(): value for name, value in signature_headers(secret, event_body(event), signed_at).items()}
+    timestamp = str(int(signed_at))
+    signature = sign(secret, timestamp, signed_request(event))
+    fresh = {TIMESTAMP_HEADER.lower(): timestamp, SIGNATURE_HEADER.lower(): signature}
     # HTTP API events carry header names in lower case; drop any old signature whatever its case.
     headers = {name: value for name, value in (event.get("headers") or {}).items() if name.lower() not in fresh}
     request_context = dict(event.get("requestContext") or {})

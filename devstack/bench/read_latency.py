@@ -42,7 +42,7 @@ def _result(n: int) -> CategorizationResult:
         revision=1,
         content_hash="h",
         model_id="ft:gpt-4o-mini:bench",
-        taxonomy_version="demo-1",
+        taxonomy_version="demo-2",
         category_id="food",
         category_name="Food",
         path=[PathNode(id="lifestyle", name="Lifestyle"), PathNode(id="food", name="Food")],

@@ -49,12 +49,12 @@ import httpx2
 import openai
 
 from bench.chaos import audit, say
-from categorizer.capacity import CapacityInputs, CapacityPlan, plan_capacity
 from categorizer.ingest import webhook_secrets
 from categorizer.pricing import Prices
 from categorizer.prompt import build_prompt
 from local.demo_run import ensure_active_model, load_corpus
 from local.stack import STATE_DIR, OfflineStack, StackOptions
+from tools.capacity import CapacityInputs, CapacityPlan, plan_capacity
 from tools.publish import publish
 
 REPO = Path(__file__).resolve().parents[2]

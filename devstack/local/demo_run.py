@@ -1,7 +1,7 @@
 """`make demo`: the whole system offline, start to finish, with a results table.
 
 1. start the offline stack (moto + the OpenAI-compatible server + template.yaml's resources);
-2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-1) into training
+2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-2) into training
    and held-out articles; the training part becomes the pipeline bucket's labels, and a run of
    the fine-tuning state machine exports, fine-tunes, evaluates and promotes the model;
 3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
@@ -40,7 +40,7 @@ from tools.finetune import follow, import_labels
 from tools.publish import publish
 
 CORPUS = Path(__file__).resolve().parent / "demo" / "articles.jsonl"
-TAXONOMY_VERSION = "demo-1"
+TAXONOMY_VERSION = "demo-2"
 HELD_OUT_FRACTION = 0.25
 SEED = 7
 N_EPOCHS = 3

@@ -47,6 +47,9 @@ from categorizer.textstore import TextStore
 
 # Time kept back from each record's deadline to dead-letter or report it before Lambda's timeout.
 DEADLINE_MARGIN_SECONDS = 3.0
+# A record's validation (JSON, HTML to text, normalisation) takes at most ~0.03 s of CPU at the
+# size limits (`make bench-parse`); one that runs this long is dead-lettered as validation_timeout.
+VALIDATION_SECONDS = 10.0
 
 logger = Logger()
 tracer = Tracer()
@@ -144,6 +147,10 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent | UnpublishEvent, o
         metrics.add_metric(name="OpenAILatency", unit=MetricUnit.Milliseconds, value=call.latency_ms)
         metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=result.probability)
         metrics.add_metric(name="Coverage", unit=MetricUnit.NoUnit, value=result.coverage)
+        # How long the call queued for this instance's share of the OpenAI limits: a wait that
+        # grows while OpenAILatency does not says the share, not OpenAI, holds the rate back
+        # (docs/design.md invariant 7; docs/capacity.md).
+        metrics.add_metric(name="LimiterWait", unit=MetricUnit.Milliseconds, value=call.limiter_wait_ms)
         if result.needs_review:
             metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
         log |= {
@@ -156,19 +163,42 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent | UnpublishEvent, o
     logger.info("article processed", extra=log)
 
 
+async def _transient_failure(record: SQSRecord, error: Exception, receive_count: int) -> None:
+    """Dead-lettered on the last receive, with the error as its reason's detail; raised (retried) before."""
+    if receive_count >= settings.max_receive_count:
+        await _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
+        return
+    logger.warning(
+        "transient failure; the record will be retried",
+        extra={**_log_keys(record), "receive_count": receive_count, "error": redact(repr(error))},
+    )
+    raise error
+
+
 async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope: BatchScope) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
+    # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
+    # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
+    # transient failure instead. Validation (HTML parsing included) runs under the same deadline,
+    # in a thread, so one record's body never holds up its neighbours on the event loop.
+    budget = max(lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS, 0.1)
+    deadline = asyncio.get_running_loop().time() + budget
+    validation_bound = min(VALIDATION_SECONDS, budget)
     try:
-        article = parse_queue_message(record.body)
+        async with asyncio.timeout(validation_bound):
+            article = await asyncio.to_thread(parse_queue_message, record.body)
     except ValidationError as error:
         await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
-    # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
-    # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
-    # transient failure instead.
-    budget = lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+    except TimeoutError as error:
+        if validation_bound == VALIDATION_SECONDS:  # the whole bound was available: the body itself is the cause
+            detail = f"validating the message took longer than {VALIDATION_SECONDS:.0f} s"
+            await _dead_letter(record, "validation_timeout", detail, receive_count)
+            return
+        await _transient_failure(record, error, receive_count)  # the invocation itself ran out of time
+        return
     try:
-        async with asyncio.timeout(max(budget, 0.1)):
+        async with asyncio.timeout_at(deadline):
             if isinstance(article, UnpublishEvent):
                 outcome = await service.unpublish(article)
             else:
@@ -180,18 +210,8 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
         await _dead_letter(record, error.reason, error.detail, receive_count)
         return
     except Exception as error:
-        if receive_count >= settings.max_receive_count:
-            await _dead_letter(record, "retries_exhausted", f"{type(error).__name__}: {error}", receive_count)
-            return
-        logger.warning(
-            "transient failure; the record will be retried",
-            extra={
-                **_log_keys(record),
-                "receive_count": receive_count,
-                "error": redact(repr(error)),
-            },
-        )
-        raise
+        await _transient_failure(record, error, receive_count)
+        return
     _record_outcome(record, article, outcome)
 
 

@@ -39,6 +39,7 @@ pipeline = Pipeline(
     boto3.client("ssm"),
     OpenAIClientProvider(settings),
     prices,
+    boto3.client("stepfunctions"),
 )
 
 

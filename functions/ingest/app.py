@@ -75,7 +75,9 @@ def post_articles() -> Response[str]:
     request = WebhookRequest(
         headers=event.headers,
         body=body,
-        query=event.query_string_parameters,
+        method=event.http_method,
+        path=event.raw_path,
+        query=event.raw_query_string,
         correlation_id=logger.get_correlation_id(),
     )
     try:

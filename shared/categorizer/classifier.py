@@ -30,6 +30,8 @@ class Classification:
     completion_tokens: int
     cost_usd: float
     latency_ms: float
+    # Time this call queued in the instance's rate limiter before it was sent (0 for the Batch API).
+    limiter_wait_ms: float
 
 
 def chat_request_body(
@@ -62,6 +64,7 @@ def classification_from_completion(
     prices: Prices,
     *,
     latency_ms: float,
+    limiter_wait_ms: float = 0.0,
     batch_api: bool = False,
 ) -> Classification:
     """Decode a completion (a live answer or a Batch API output line's body) into a classification."""
@@ -84,6 +87,7 @@ def classification_from_completion(
         completion_tokens=completion_tokens,
         cost_usd=prices.inference_cost(model_id, prompt_tokens, completion_tokens, batch_api=batch_api),
         latency_ms=latency_ms,
+        limiter_wait_ms=limiter_wait_ms,
     )
 
 
@@ -107,8 +111,7 @@ class OpenAIClassifier:
         return chat_request_body(prompt, model_id, taxonomy, top_k=self.top_k, label_logit_bias=self.label_logit_bias)
 
     async def classify(self, prompt: Prompt, model_id: str, taxonomy: Taxonomy) -> Classification:
-        if self._limiter is not None:
-            await self._limiter.acquire(prompt.prompt_tokens + 1)
+        waited = await self._limiter.acquire(prompt.prompt_tokens + 1) if self._limiter is not None else 0.0
         body = self.request_body(prompt, model_id, taxonomy)
         started = time.perf_counter()
         try:
@@ -121,5 +124,5 @@ class OpenAIClassifier:
             raise
         latency_ms = (time.perf_counter() - started) * 1000
         return classification_from_completion(
-            completion, prompt, model_id, taxonomy, self._prices, latency_ms=latency_ms
+            completion, prompt, model_id, taxonomy, self._prices, latency_ms=latency_ms, limiter_wait_ms=waited * 1000
         )

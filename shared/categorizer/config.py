@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from categorizer.defaults import DEFAULT_INPUT_TOKEN_BUDGET, DEFAULT_TOP_K
+from categorizer.finetune.file_rules import MAX_EXAMPLE_TOKENS
 
 # The pydantic error type of a value that is not the kind of identifier its variable names.
 IDENTIFIER_ERROR = "not_an_identifier"
@@ -223,10 +224,12 @@ class FineTuneSettings(OpenAISettings):
     top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
     eval_concurrency: int = Field(default=8, alias="EVAL_CONCURRENCY", ge=1, le=64)
-    # gpt-4o-mini's training context per example; OpenAI truncates longer examples.
-    max_example_tokens: int = Field(default=65_536, alias="MAX_EXAMPLE_TOKENS", ge=16)
+    # The export refuses an example longer than this (OpenAI would truncate it): finetune/file_rules.py.
+    max_example_tokens: int = Field(default=MAX_EXAMPLE_TOKENS, alias="MAX_EXAMPLE_TOKENS", ge=16)
     file_wait_seconds: float = Field(default=600, alias="FILE_WAIT_SECONDS", gt=0)
     file_poll_seconds: float = Field(default=2, alias="FILE_POLL_SECONDS", gt=0)
+    # Promote starts it when a run asks for `backfill_after_promote` (docs/backfill.md).
+    backfill_state_machine_arn: str | None = Field(default=None, alias="BACKFILL_STATE_MACHINE_ARN")
 
 
 class BackfillSettings(OpenAISettings):
@@ -241,7 +244,7 @@ class BackfillSettings(OpenAISettings):
     dlq_url: SqsQueueUrl = Field(alias="DLQ_URL")
     active_model_parameter: SsmParameterName = Field(alias="ACTIVE_MODEL_PARAMETER")
     cost_guard_usd: float = Field(alias="BACKFILL_COST_GUARD_USD", ge=0)
-    # From the capacity planner's Batch API figures for the tier (python -m categorizer.capacity).
+    # From the capacity planner's Batch API figures for the tier (python -m tools capacity).
     shard_requests: int = Field(default=50_000, alias="BACKFILL_SHARD_REQUESTS", ge=1, le=50_000)
     max_concurrency: int = Field(default=1, alias="BACKFILL_MAX_CONCURRENCY", ge=1, le=1000)
     # Must equal the categorize function's values: the batch request is the live one.
@@ -249,5 +252,5 @@ class BackfillSettings(OpenAISettings):
     top_k: int = Field(default=DEFAULT_TOP_K, alias="TOP_K", ge=3, le=20)
     label_logit_bias: int = Field(default=10, alias="LABEL_LOGIT_BIAS", ge=0, le=100)
     low_confidence_threshold: float = Field(default=0.5, alias="LOW_CONFIDENCE_THRESHOLD", ge=0, le=1)
-    # Row and text writes in flight while a shard's results are collected.
-    write_concurrency: int = Field(default=16, alias="BACKFILL_WRITE_CONCURRENCY", ge=1, le=64)
+    # S3 and DynamoDB calls in flight: text reads of an `--all` plan, row and text writes of a collect.
+    io_concurrency: int = Field(default=16, alias="BACKFILL_IO_CONCURRENCY", ge=1, le=64)

@@ -1,7 +1,7 @@
 """Client-side rate limiter: keep this instance within its share of the OpenAI limits.
 
 Two continuously refilled buckets (requests and tokens) sized from the capacity planner's
-per-instance budget (`categorizer.capacity`). A bucket holds at most `burst_seconds` of
+per-instance budget (`python -m tools capacity`). A bucket holds at most `burst_seconds` of
 its rate, so an idle instance cannot save up a minute of requests and spend it at once
 (OpenAI enforces its per-minute limits over shorter windows too).
 
@@ -19,7 +19,6 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -75,14 +74,6 @@ class _Bucket:
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
 
-@dataclass
-class LimiterStats:
-    acquired: int = 0
-    waited_seconds: float = 0.0
-    header_pauses: int = 0
-    throttled: int = 0
-
-
 class RateLimiter:
     def __init__(
         self,
@@ -100,7 +91,6 @@ class RateLimiter:
         self._tokens = _Bucket(tokens_per_minute, burst_seconds, now) if tokens_per_minute > 0 else None
         self._paused_until = 0.0
         self._last_tokens = 1
-        self.stats = LimiterStats()
 
     async def acquire(self, tokens: int) -> float:
         """Wait until one request of `tokens` tokens fits; return the seconds waited.
@@ -118,16 +108,12 @@ class RateLimiter:
         while wait > 0:
             await self._sleep(wait)
             wait = self._paused_until - self._clock()
-        waited = self._clock() - started
-        self.stats.acquired += 1
-        self.stats.waited_seconds += waited
-        return waited
+        return self._clock() - started
 
     def observe(self, headers: Mapping[str, str], status_code: int = 200) -> None:
         """Read one OpenAI response: pause everyone when the account has no room left."""
         now = self._clock()
         if status_code == 429:
-            self.stats.throttled += 1
             pause = retry_after_seconds(headers)
             self._pause(now, _DEFAULT_THROTTLE_PAUSE if pause is None else pause)
             return
@@ -140,7 +126,6 @@ class RateLimiter:
             # The account refills at limit/60 per second, so `need` fits after its missing part
             # at that rate; `reset` (until the bucket is full again) only when the limit is unknown.
             pause = (need - remaining) * 60 / limit if limit else parse_reset(reset_value)
-            self.stats.header_pauses += 1
             self._pause(now, pause)
 
     def _pause(self, now: float, seconds: float) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal, TypeGuard
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -26,18 +26,32 @@ MAX_TITLE_CHARS = 1_000
 # SQS messages are at most 256 KiB; the body limit leaves room for the rest of the event.
 MAX_BODY_CHARS = 200_000
 MAX_URL_CHARS = 2_048
+MAX_ARTICLE_ID_CHARS = 256
+MAX_SITE_CHARS = 256
+# BCP 47 (RFC 5646 section 4.4.1): a tag of up to 35 characters must be supported; longer ones are refused.
+MAX_LANGUAGE_CHARS = 35
 
-_ARTICLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,255}$"
+# Segments separated by `/`, each starting with a letter or digit: no empty, `.` or `..` segment,
+# so an id is safe as an S3 key or a path (the text store, erasure) and never trimmed or rewritten.
+_ID_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._:@+=-]*"
+_ARTICLE_ID = rf"^{_ID_SEGMENT}(?:/{_ID_SEGMENT})*$"
 _LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 (except tab, LF, CR), DEL and C1: none is text.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# RFC 3339 date-time (section 5.6) with its time zone; a bare number or a date alone is refused.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# Revisions are milliseconds since 1970 (0 … 2**53, like `version`): an earlier time has none.
+_EARLIEST_UPDATE = datetime(1970, 1, 1, tzinfo=UTC)
 
-ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID)]
+ArticleId = Annotated[str, StringConstraints(pattern=_ARTICLE_ID, max_length=MAX_ARTICLE_ID_CHARS)]
 _ARTICLE_ID_MATCH = re.compile(_ARTICLE_ID)
 
 
 def is_article_id(value: object) -> TypeGuard[str]:
     """The event model's rule for an article id, for row reads made before a record is validated."""
-    return isinstance(value, str) and _ARTICLE_ID_MATCH.match(value) is not None
+    return isinstance(value, str) and len(value) <= MAX_ARTICLE_ID_CHARS and _ARTICLE_ID_MATCH.match(value) is not None
 
 
 def _reject_control_characters(value: str) -> str:
@@ -47,13 +61,42 @@ def _reject_control_characters(value: str) -> str:
     return value
 
 
-def _require_canonical_url(value: str) -> str:
-    """The row is found by this form (GET /categories?url=…): a URL without one is refused at ingest."""
+def _http_url(value: Any) -> Any:
+    """An absolute http(s) URL with a canonical form: categorizer.urls holds the one set of URL rules
+    (whitespace, control characters, credentials, host), and the row is found by that form."""
+    if not isinstance(value, str):
+        return value  # the strict str type refuses it
     try:
         canonical_url(value)
     except InvalidUrl as error:
         raise ValueError(str(error)) from None
     return value
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only an RFC 3339 string (or, from Python, a datetime): no bare numbers, no dates alone."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("must be an RFC 3339 date-time with a time zone, e.g. 2026-11-25T08:00:00Z")
+        return datetime.fromisoformat(value.upper())  # RFC 3339 allows t and z
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-11-25T08:00:00Z")
+
+
+def _orderable_update_time(value: datetime | None) -> datetime | None:
+    """`updated_at` orders revisions in milliseconds since 1970: it needs its time zone and that range."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
+    if value < _EARLIEST_UPDATE:
+        raise ValueError("must be 1970-01-01T00:00:00Z or later (revisions count milliseconds since then)")
+    return value
+
+
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+UpdatedAt = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 class ArticleEvent(BaseModel):
@@ -63,36 +106,37 @@ class ArticleEvent(BaseModel):
     `updated_at` in milliseconds; one of the two is required.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # Strict: a string where a number belongs ("version": "7"), true for 1, 7.0 for 7 are refused,
+    # not coerced. Nothing is trimmed: an id or URL with surrounding spaces is refused, not
+    # silently made equal to another one; title, body and site are normalised text anyway.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     article_id: ArticleId
-    url: str = Field(min_length=1, max_length=MAX_URL_CHARS, pattern=r"^https?://\S+$")
+    url: HttpUrl = Field(min_length=1, max_length=MAX_URL_CHARS)
     title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     body_format: Literal["text", "html", "auto"] = "auto"
-    language: Annotated[str, StringConstraints(pattern=_LANGUAGE_TAG)] | None = None
+    language: Annotated[str, StringConstraints(pattern=_LANGUAGE_TAG, max_length=MAX_LANGUAGE_CHARS)] | None = None
     version: int | None = Field(default=None, ge=0, le=2**53)
-    updated_at: datetime | None = None
-    site: str | None = Field(default=None, max_length=256)
+    updated_at: UpdatedAt | None = None
+    site: str | None = Field(default=None, min_length=1, max_length=MAX_SITE_CHARS)
 
     _text: str = PrivateAttr(default="")
 
     @field_validator("title", "body", "site")
     @classmethod
-    def _no_control_characters(cls, value: str | None) -> str | None:
-        return None if value is None else _reject_control_characters(value)
-
-    @field_validator("url")
-    @classmethod
-    def _has_canonical_form(cls, value: str) -> str:
-        return _require_canonical_url(value)
+    def _text_without_control_characters(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = _reject_control_characters(value).strip()
+        if not text:
+            raise ValueError("has no text")
+        return text
 
     @field_validator("updated_at")
     @classmethod
     def _timezone_aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
-        return value
+        return _orderable_update_time(value)
 
     @model_validator(mode="after")
     def _derive_text(self) -> ArticleEvent:
@@ -102,8 +146,6 @@ class ArticleEvent(BaseModel):
         self._text = html_to_text(self.body) if is_html else normalize_text(self.body)
         if not self._text:
             raise ValueError("body has no text once HTML markup, scripts and styles are removed")
-        if not normalize_text(self.title):
-            raise ValueError("title has no text")
         return self
 
     @property
@@ -136,26 +178,25 @@ class UnpublishEvent(BaseModel):
     an older publish arriving later is refused, a newer one brings the article back.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    # The article event's rules (strict types, nothing trimmed, the same id, URL and time rules).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     action: Literal["unpublish"]
     article_id: ArticleId
     version: int | None = Field(default=None, ge=0, le=2**53)
-    updated_at: datetime | None = None
+    updated_at: UpdatedAt | None = None
     # Optional: lets the by-URL lookup answer 410 for an article the table never had.
-    url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_CHARS, pattern=r"^https?://\S+$")
+    url: HttpUrl | None = Field(default=None, min_length=1, max_length=MAX_URL_CHARS)
 
-    @field_validator("url")
+    @field_validator("updated_at")
     @classmethod
-    def _url_has_canonical_form(cls, value: str | None) -> str | None:
-        return None if value is None else _require_canonical_url(value)
+    def _timezone_aware(cls, value: datetime | None) -> datetime | None:
+        return _orderable_update_time(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> UnpublishEvent:
         if self.version is None and self.updated_at is None:
             raise ValueError("either version or updated_at is required (it orders the article's revisions)")
-        if self.updated_at is not None and self.updated_at.tzinfo is None:
-            raise ValueError("updated_at must carry a time zone, e.g. 2026-11-25T08:00:00Z")
         return self
 
     @property
@@ -168,14 +209,20 @@ def is_unpublish(document: object) -> bool:
     return isinstance(document, Mapping) and document.get("action") == "unpublish"
 
 
+class _MessageShape(BaseModel):
+    """What tells an ArticleQueue message's two shapes apart: only `action`."""
+
+    action: object = None
+
+
 def parse_queue_message(body: str) -> ArticleEvent | UnpublishEvent:
-    """An ArticleQueue message body; ValidationError when it is neither shape."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if is_unpublish(document):
-        return UnpublishEvent.model_validate(document)
+    """An ArticleQueue message body; ValidationError when it is neither shape.
+
+    pydantic's own JSON parser both times (not json.loads): its nesting limit turns a deeply
+    nested body into a ValidationError, where json.loads would raise RecursionError.
+    """
+    if is_unpublish(_MessageShape.model_validate_json(body).model_dump()):
+        return UnpublishEvent.model_validate_json(body)
     return ArticleEvent.model_validate_json(body)
 
 

@@ -2,7 +2,8 @@
 
 Training examples (fine-tuning export) and live requests (categorize function) both come
 from `build_prompt`, so a change here changes both. The budget cut is part of the prompt:
-the model is trained on exactly the kind of input it will see live.
+the model is trained on exactly the kind of input it will see live. The title is cut to its
+share of the budget and the body to the rest, so the input of a request never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -40,9 +41,18 @@ class Prompt:
         return content_hash(*(f"{m['role']}:{m['content']}" for m in self.messages))
 
 
+# The title's share of the input token budget: a title (≤ 1,000 characters, one token each at
+# worst) is cut to it, so title + body never exceed the budget and the cost bound holds.
+TITLE_BUDGET_SHARE = 8
+
+
+def title_token_budget(input_token_budget: int) -> int:
+    return max(1, input_token_budget // TITLE_BUDGET_SHARE)
+
+
 @dataclass(frozen=True)
 class ModelInput:
-    """What the model reads of an article: the normalised title and the budget-cut body.
+    """What the model reads of an article: the normalised, cut title and the budget-cut body.
 
     The text store keeps exactly this per revision (categorizer.textstore), and the backfill
     rebuilds the same prompt from it (`prompt_from_input`), so its fingerprint is the live one.
@@ -54,10 +64,9 @@ class ModelInput:
 
 
 def model_input(title: str, text: str, input_token_budget: int) -> ModelInput:
-    title = normalize_text(title)
-    title_tokens = count_tokens(title)
-    body = cut_to_token_budget(text, max(0, input_token_budget - title_tokens))
-    return ModelInput(title, body.text, body.truncated)
+    cut_title = cut_to_token_budget(normalize_text(title), title_token_budget(input_token_budget))
+    body = cut_to_token_budget(text, max(0, input_token_budget - cut_title.tokens))
+    return ModelInput(cut_title.text, body.text, body.truncated or cut_title.truncated)
 
 
 def prompt_from_input(read: ModelInput) -> Prompt:

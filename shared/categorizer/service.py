@@ -30,17 +30,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from categorizer.classifier import Classification, OpenAIClassifier
+from categorizer.decoding import Decoded
+from categorizer.errors import PermanentError
 from categorizer.models import (
     ActiveModel,
     ArticleEvent,
     CategorizationResult,
     PathNode,
+    Prediction,
     ResultSource,
     UnpublishEvent,
 )
 from categorizer.prompt import Prompt, model_input, prompt_from_input
-from categorizer.store import Claim, ResultStore, StoredState
-from categorizer.taxonomy import Taxonomy
+from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
+from categorizer.taxonomy import Category, Taxonomy
 from categorizer.textstore import StoredText, TextStore
 from categorizer.urls import canonical_url
 
@@ -64,6 +67,9 @@ class Outcome:
 class _InFlight:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     classification: Classification | None = None
+    # The records sharing a call write one after another: one item, so parallel conditional
+    # writes would only contend (and moto, unlike DynamoDB, does not serialise them).
+    writes: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class BatchScope:
@@ -121,6 +127,7 @@ class CategorizeService:
             site=article.site,
             language=article.language,
         )
+        self._check_row_fits(text, active, taxonomy)
         key = (article.article_id, prompt.fingerprint, active.model_id)
         earlier = scope.in_flight.get(key)
         if earlier is not None:
@@ -128,7 +135,8 @@ class CategorizeService:
             await earlier.done.wait()
             if earlier.classification is not None:
                 await asyncio.to_thread(self._texts.put, text)  # its own revision's text
-                return await self._store_result(text, active, taxonomy, earlier.classification, shared=True)
+                async with earlier.writes:
+                    return await self._store_result(text, active, taxonomy, earlier.classification, shared=True)
         mine = scope.in_flight.setdefault(key, _InFlight())
         try:
             return await self._categorize(article, active, taxonomy, prompt, text, scope, mine)
@@ -234,6 +242,32 @@ class CategorizeService:
             if state is not None and state.revision is not None and state.unchanged(fingerprint, model_id):
                 return state
             await asyncio.sleep(_CLAIM_POLL_SECONDS)
+
+    def _check_row_fits(self, text: StoredText, active: ActiveModel, taxonomy: Taxonomy) -> None:
+        """The row this record would write fits DynamoDB's item limit, with the largest predictions the
+        taxonomy allows: checked before the call, so an article whose row cannot be stored is
+        dead-lettered once instead of paying for a call on every receive. The model's fields are
+        bounded so that it always fits; this keeps it so if a field grows. The row's own attributes
+        (url and canonical_url, the path) are counted as build_result writes them."""
+
+        def stored_bytes(category: Category) -> int:
+            return len(category.name.encode()) + len(category.id.encode())
+
+        def prediction(category: Category) -> Prediction:
+            return Prediction(label=category.label, category_id=category.id, name=category.name, probability=1.0)
+
+        # The best prediction also names the row's path (tier 1 → leaf), the others only themselves.
+        widest = max(taxonomy.categories, key=stored_bytes)
+        deepest = max(taxonomy.categories, key=lambda c: stored_bytes(c) + sum(map(stored_bytes, taxonomy.path(c.id))))
+        others = [prediction(widest)] * (max(1, self._classifier.top_k) - 1)
+        decoded = Decoded(predictions=[prediction(deepest), *others], coverage=1.0)
+        largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0, 0.0)
+        result = build_result(text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live")
+        size = item_bytes(result_item(result))
+        if size > DYNAMODB_MAX_ITEM_BYTES:
+            raise PermanentError(
+                "item_too_large", f"its row would take up to {size} bytes; DynamoDB stores {DYNAMODB_MAX_ITEM_BYTES}"
+            )
 
     async def _store_result(
         self,

@@ -25,6 +25,39 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
+# DynamoDB's item size limit (Developer Guide, "Service, account, and table quotas").
+DYNAMODB_MAX_ITEM_BYTES = 400 * 1024
+# A number takes at most 21 bytes (Developer Guide, "Item sizes"); lists and maps 3 bytes plus
+# 1 per element on top of their elements.
+_NUMBER_BYTES = 21
+_CONTAINER_BYTES = 3
+
+
+def item_bytes(item: Mapping[str, Any]) -> int:
+    """An upper bound of an item's size as DynamoDB counts it: names and values, strings in UTF-8."""
+    return sum(len(name.encode("utf-8")) + _value_bytes(value) for name, value in item.items())
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float | Decimal):
+        return _NUMBER_BYTES
+    if isinstance(value, Mapping):
+        return _CONTAINER_BYTES + len(value) + item_bytes(value)
+    if isinstance(value, list | tuple):
+        return _CONTAINER_BYTES + sum(1 + _value_bytes(element) for element in value)
+    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
+
+
+def result_item(result: CategorizationResult) -> dict[str, Any]:
+    """The row as written: the result's JSON with numbers as Decimal."""
+    item: dict[str, Any] = json.loads(result.model_dump_json(), parse_float=Decimal)
+    return item
+
+
 @dataclass(frozen=True)
 class Claim:
     """Someone is classifying this content with this model until `expires_at` (epoch seconds)."""
@@ -185,10 +218,9 @@ class ResultStore:
 
     def put_if_not_older(self, result: CategorizationResult) -> bool:
         """Write unless the table holds a newer revision; False when the write was stale."""
-        item: dict[str, Any] = json.loads(result.model_dump_json(), parse_float=Decimal)
         try:
             self._table.put_item(
-                Item=item,
+                Item=result_item(result),
                 # A claim-only row has no revision: the result replaces it, claim and all; a
                 # tombstone at an older revision too (a newer publish brings the article back).
                 ConditionExpression=_NOT_NEWER,

@@ -161,26 +161,3 @@ def bundled_taxonomy(version: str) -> Taxonomy:
             return taxonomy
     known = ", ".join(sorted(load_taxonomy_file(p).version for p in BUNDLED_DIR.glob("*.json")))
     raise TaxonomyError(f"unknown taxonomy version {version!r}; bundled: {known}")
-
-
-def iab_tsv_to_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of the IAB Content Taxonomy 3.1 TSV as {label, id, name, parent}, labels in file order.
-
-    The id is IAB's Unique ID and the parent IAB's Parent (empty at tier 1); the name is the tier
-    path ("Attractions > Amusement and Theme Parks"), so sibling names stay distinct for people
-    reading results.
-    """
-    rows: list[dict[str, str]] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        next(reader)  # the file has two header rows
-        next(reader)
-        for record in reader:
-            if not record or not record[0].strip():
-                continue
-            tiers = [tier.strip() for tier in record[3:7] if tier.strip()]
-            row = {"label": str(len(rows)), "id": record[0].strip(), "name": " > ".join(tiers)}
-            if record[1].strip():
-                row["parent"] = record[1].strip()
-            rows.append(row)
-    return rows

@@ -74,8 +74,11 @@ def html_to_text(html: str) -> str:
 
     target = _TextTarget()
     parser = etree.HTMLParser(target=target, recover=True, no_network=True, huge_tree=True)
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except etree.LxmlError as error:  # recover=True makes this rare; as a ValueError it is a validation error
+        raise ValueError(f"the HTML could not be parsed: {error}") from error
     return normalize_text("".join(target.parts))
 
 

@@ -5,13 +5,19 @@ and where it is read (`GET /categories?url=…`), so both sides agree by constru
 rules (docs/read-api.md, "Canonical URL"):
 
 - scheme and host lower-cased; an internationalised host in its IDNA (punycode) form;
-- the default port dropped (80 for http, 443 for https), user info dropped;
+- the default port dropped (80 for http, 443 for https);
 - the fragment dropped;
 - tracking parameters dropped (`utm_*`, `gclid`, `fbclid` and the other click ids below),
   the remaining parameters sorted (by name, then value) and kept with their values;
 - the path's dot segments resolved, percent-escapes in upper case, unreserved characters
   unescaped, other non-ASCII characters percent-encoded as UTF-8;
 - an empty path is "/", a trailing slash on any other path dropped ("/news/" is "/news").
+
+Refused (InvalidUrl, with the reason): anything but an absolute http(s) URL with a valid host,
+whitespace anywhere (nothing is trimmed: " https://x/a " is not made equal to another URL),
+control characters, and credentials (`user:password@`: stored rows are served to readers). The
+article event's `url` is checked by this function too (categorizer.models), so a URL accepted at
+ingest always has a canonical form and the read API refuses exactly what ingest refuses.
 
 Built on the standard library's RFC 3986 parser (urllib.parse); the rules on top are this
 project's own, so they are written out here rather than borrowed from a crawler's
@@ -35,6 +41,8 @@ _TRACKING_PARAMETERS = frozenset(
 # Characters a path keeps literally: RFC 3986 unreserved, sub-delims, ":" and "@" (and "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HOST = re.compile(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]")
+# C0 (except tab, LF, CR, which are whitespace), DEL and C1: none belongs in a URL.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class InvalidUrl(ValueError):
@@ -76,11 +84,14 @@ def _query(raw_query: str) -> str:
 
 def canonical_url(url: str) -> str:
     """The canonical form of an absolute http(s) URL (the module docstring lists the rules)."""
-    text = url.strip()
-    if not text or any(c.isspace() for c in text):
-        raise InvalidUrl("the URL is empty or contains whitespace")
+    if not url:
+        raise InvalidUrl("the URL is empty")
+    if control := _CONTROL_CHARACTER.search(url):
+        raise InvalidUrl(f"the URL contains the control character U+{ord(control.group()):04X}")
+    if any(character.isspace() for character in url):
+        raise InvalidUrl("the URL must not contain whitespace (percent-encode it)")
     try:
-        parts = urlsplit(text)
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
         raise InvalidUrl(f"the URL cannot be parsed: {error}") from error
@@ -89,6 +100,8 @@ def canonical_url(url: str) -> str:
         raise InvalidUrl("the URL must start with http:// or https://")
     if not parts.hostname:
         raise InvalidUrl("the URL has no host")
+    if "@" in parts.netloc:
+        raise InvalidUrl("the URL must not carry credentials (user:password@)")
     netloc = _host(parts.hostname)
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc = f"{netloc}:{port}"

@@ -128,7 +128,7 @@ BAD_FILES = {
     "no messages": (with_good(json.dumps({"prompt": "x"})), "missing key 'messages'"),
     "unknown role": (
         with_good(json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "0"}]})),
-        "Invalid role",
+        "invalid role in message: 'robot'",
     ),
     "unknown key": (
         with_good(
@@ -136,7 +136,7 @@ BAD_FILES = {
                 {"messages": [{"role": "user", "content": "x", "mood": 1}, {"role": "assistant", "content": "0"}]}
             )
         ),
-        "Unrecognized key in message: 'mood'",
+        "unrecognized key in a user message: 'mood'",
     ),
     "content not a string": (
         with_good(json.dumps({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "0"}]})),

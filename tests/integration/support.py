@@ -39,6 +39,7 @@ REGION = "us-east-1"
 BUCKET = "pipeline-test-bucket"
 PARAMETER = "/article-categorizer/active-model"
 TASKS = ("ExportDataset", "UploadFiles", "StartJob", "CheckJob", "Evaluate", "Promote")
+STAND_IN_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
 
 
 @dataclass
@@ -216,6 +217,7 @@ class PipelineStack:
     ssm: Any
     state_machine_arn: str
     functions: dict[str, lambda_dispatch.InProcessFunction]
+    backfill_state_machine_arn: str
 
     def put_labels(self, rows: list[dict[str, Any]], key: str = "labels/test.jsonl") -> None:
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -270,7 +272,12 @@ def pipeline_in_moto(openai: FakeFineTuningOpenAI) -> Iterator[PipelineStack]:
         ]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
         arns: dict[str, str] = {}
-        refs = {"PipelineBucket": BUCKET}
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        # A stand-in for BackfillStateMachine (its own tests run it): Promote only starts it.
+        backfill_arn = sfn.create_state_machine(name="backfill", definition=STAND_IN_DEFINITION, roleArn=role)[
+            "stateMachineArn"
+        ]
+        refs = {"PipelineBucket": BUCKET, "BackfillStateMachine": backfill_arn}
         params = {
             "ActiveModelParameterName": PARAMETER,
             "OpenAIApiKeySecretArn": secret_arn,
@@ -301,7 +308,6 @@ def pipeline_in_moto(openai: FakeFineTuningOpenAI) -> Iterator[PipelineStack]:
             (REPO / machine["DefinitionUri"]).read_text(),
             resolver.resolve(machine["DefinitionSubstitutions"]),
         )
-        sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.create_state_machine(name="finetune", definition=definition, roleArn=role)["stateMachineArn"]
         with lambda_dispatch.routed({f.name: f for f in functions.values()}):
-            yield PipelineStack(sfn, s3, boto3.client("ssm", region_name=REGION), arn, functions)
+            yield PipelineStack(sfn, s3, boto3.client("ssm", region_name=REGION), arn, functions, backfill_arn)

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from categorizer.prompt import model_input, prompt_from_input
+from categorizer.textstore import StoredText, TextStore
 from tests.integration.backfill_support import (
     MODEL_ID,
     REJECT_MARKER,
+    TEXT_BUCKET,
     BackfillStack,
     BatchPlan,
     FakeBatchOpenAI,
@@ -77,10 +80,16 @@ def test_happy_path_writes_batch_rows_and_reports_invalid_lines(
     # AND each batch names the execution and its shard, for the live request body
     assert len(batch_openai.batches) == 2
     assert {b["metadata"]["backfill_run"] for b in batch_openai.batches.values()} == {"bf-happy"}
-    request = json.loads(batch_openai.files["file-0001"].decode().splitlines()[0])
+    # (shards upload concurrently, so which input file came first is not fixed)
+    requests = {
+        line["custom_id"]: line
+        for content in batch_openai.files.values()
+        for line in map(json.loads, content.decode().splitlines())
+        if "method" in line
+    }
+    request = requests["a/0@1"]
     assert request["url"] == "/v1/chat/completions" and request["body"]["max_tokens"] == 1
     assert request["body"]["logprobs"] is True and request["body"]["top_logprobs"] == 5
-    assert request["custom_id"].rsplit("@", 1) == ["a/0", "1"]
 
 
 def test_a_second_run_skips_what_is_stored_for_the_same_content_and_model(backfill: BackfillStack) -> None:
@@ -193,3 +202,34 @@ def test_cli_start_prints_the_estimate_then_progress_and_totals(backfill: Backfi
     listed: list[str] = []
     cli.main(["--state-machine-arn", backfill.state_machine_arn, "list"], emit=listed.append)
     assert listed[0].startswith("bf-cli\tSUCCEEDED")
+
+
+def _stored(article_id: str, revision: int) -> StoredText:
+    read = model_input("Chips", f"A chip maker unveils laptop processor number {revision}.", 256)
+    return StoredText(
+        article_id=article_id,
+        revision=revision,
+        content_hash=prompt_from_input(read).fingerprint,
+        title=read.title,
+        body=read.body,
+        truncated=read.truncated,
+        input_token_budget=256,
+        url=f"https://news.example/{article_id}",
+    )
+
+
+def test_all_replans_the_newest_stored_text_of_every_article(backfill: BackfillStack) -> None:
+    # GIVEN the text store holds five articles, one of them at two revisions, and the table nothing
+    texts = TextStore(lambda: backfill.s3, TEXT_BUCKET)
+    for i in range(5):
+        texts.put(_stored(f"t/{i}", 1))
+    texts.put(_stored("t/0", 2))
+    # WHEN the backfill runs over every stored article
+    run = backfill.run("bf-all", {"all": True, **RUN})
+    # THEN each article's newest revision became a batch row
+    totals = _shard_totals(run)
+    assert json.loads(run["output"])["plan"]["requests"] == 5
+    assert sum(t["written"] for t in totals) == 5
+    rows = {f"t/{i}": backfill.row(f"t/{i}") for i in range(5)}
+    assert all(row is not None and row["source"] == "batch" for row in rows.values())
+    assert rows["t/0"] is not None and rows["t/0"]["revision"] == 2

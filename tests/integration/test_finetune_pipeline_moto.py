@@ -12,7 +12,7 @@ from local import lambda_dispatch
 from tests.integration.support import PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack
 from tests.support.finetune import demo_rows
 
-RUN = {"taxonomy_version": "demo-1", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
+RUN = {"taxonomy_version": "demo-2", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
 
 
 def _active(stack: PipelineStack) -> ActiveModel:
@@ -43,7 +43,7 @@ def test_success_promotes_and_writes_manifest_and_report(
     assert finetuning_openai.chat_requests == 48  # every validation example through the classifier
     active = _active(pipeline_stack)
     assert active.model_id == output["evaluation"]["model_id"]
-    assert active.taxonomy_version == "demo-1"
+    assert active.taxonomy_version == "demo-2"
     assert active.job_id == output["job"]["job_id"]
     assert active.dataset_manifest == output["dataset"]["manifest"]
     assert active.metrics["top1"] == report["metrics"]["top1"]
@@ -56,7 +56,7 @@ def test_success_promotes_and_writes_manifest_and_report(
 
 def _seed_active(stack: PipelineStack, top1: float) -> ActiveModel:
     record = ActiveModel(
-        model_id="ft:gpt-4o-mini:test:previous:abc123", taxonomy_version="demo-1", metrics={"top1": top1}
+        model_id="ft:gpt-4o-mini:test:previous:abc123", taxonomy_version="demo-2", metrics={"top1": top1}
     )
     write_active_model(stack.ssm, PARAMETER, record)
     return record
@@ -155,7 +155,7 @@ def test_unknown_label_is_an_invalid_dataset(pipeline_stack: PipelineStack, fine
     pipeline_stack.put_labels(rows)
     error, cause = _failure(pipeline_stack.run("run-unknown", RUN))
     assert error == "DatasetInvalid"
-    assert "'astrology'" in cause and "demo-1" in cause
+    assert "'astrology'" in cause and "demo-2" in cause
     assert finetuning_openai.files == {}
 
 
@@ -182,3 +182,61 @@ def test_retried_start_job_finds_its_job_instead_of_creating_another(pipeline_st
     assert calls[0]["job_id"] == calls[1]["job_id"] == json.loads(run["output"])["job"]["job_id"]
     failed = [e for e in pipeline_stack.history(run["executionArn"]) if e["type"] == "LambdaFunctionFailed"]
     assert len(failed) == 1 and failed[0]["lambdaFunctionFailedEventDetails"]["error"] == "TransientError"
+
+
+def _backfill_runs(stack: PipelineStack) -> list[dict[str, Any]]:
+    executions = stack.sfn.list_executions(stateMachineArn=stack.backfill_state_machine_arn)["executions"]
+    return [dict(stack.sfn.describe_execution(executionArn=e["executionArn"])) for e in executions]
+
+
+def test_promote_starts_the_backfill_when_the_run_asks(pipeline_stack: PipelineStack, finetuning_openai):
+    # GIVEN a run that asks for a re-categorisation of every stored article after its promotion
+    pipeline_stack.put_labels(demo_rows())
+    finetuning_openai.plans.append(JobPlan(accuracy=0.9))
+    backfill = {"all": True, "max_cost_usd": 25}
+    # WHEN the pipeline runs and promotes its model
+    run = pipeline_stack.run("run-recat", {**RUN, "backfill_after_promote": backfill})
+    # THEN Promote started one BackfillStateMachine execution, named after the run, with that input
+    assert run["status"] == "SUCCEEDED", run
+    promotion = json.loads(run["output"])["promotion"]
+    assert promotion["promoted"] is True
+    (started,) = _backfill_runs(pipeline_stack)
+    assert started["executionArn"] == promotion["backfill_execution_arn"]
+    assert started["name"] == "run-recat-backfill"
+    assert json.loads(started["input"]) == backfill
+
+
+def test_a_retried_promote_starts_no_second_backfill(pipeline_stack: PipelineStack, finetuning_openai):
+    # GIVEN a run whose Promote fails transiently once, after it started the backfill
+    pipeline_stack.put_labels(demo_rows())
+    finetuning_openai.plans.append(JobPlan(accuracy=0.9))
+    promote = pipeline_stack.functions["Promote"]
+    calls = []
+
+    def reply_lost_once(event):
+        result = promote(event)
+        calls.append(result)
+        if len(calls) == 1:
+            raise TransientError("Task timed out after the backfill was started")
+        return result
+
+    lambda_dispatch.route(promote.name, reply_lost_once)
+    # WHEN the pipeline runs (the ASL retries Promote)
+    run = pipeline_stack.run("run-retried", {**RUN, "backfill_after_promote": {"all": True}})
+    # THEN the retry found the execution the first attempt started
+    assert run["status"] == "SUCCEEDED", run
+    (started,) = _backfill_runs(pipeline_stack)
+    assert [c["backfill_execution_arn"] for c in calls] == [started["executionArn"]] * 2
+    assert json.loads(run["output"])["promotion"]["backfill_execution_arn"] == started["executionArn"]
+
+
+def test_no_backfill_without_the_option_or_without_a_promotion(pipeline_stack: PipelineStack, finetuning_openai):
+    # GIVEN a run without the option, and a run with it whose model is worse than the active one
+    pipeline_stack.put_labels(demo_rows())
+    finetuning_openai.plans += [JobPlan(accuracy=0.9), JobPlan(accuracy=0.5)]
+    plain = pipeline_stack.run("run-plain", RUN)
+    worse = pipeline_stack.run("run-worse-recat", {**RUN, "backfill_after_promote": {"all": True}})
+    # THEN neither started a backfill (off by default; only a promoted model re-categorises)
+    assert json.loads(plain["output"])["promotion"]["backfill_execution_arn"] is None
+    assert json.loads(worse["output"])["promotion"]["promoted"] is False
+    assert _backfill_runs(pipeline_stack) == []

@@ -19,7 +19,7 @@ from categorizer.taxonomy import bundled_taxonomy
 from local.demo_run import LABELS_KEY, SEED, TAXONOMY_VERSION, fine_tune, load_corpus, publish_articles, split_corpus
 from local.stack import OfflineStack, StackOptions
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 TASK_STATES = ["ExportDataset", "UploadFiles", "StartJob", "CheckJob", "Evaluate", "Promote"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from categorizer.config import CategorizeSettings, EnvSettings, FineTuneSettings, IngestSettings
+from categorizer.config import BackfillSettings, CategorizeSettings, EnvSettings, FineTuneSettings, IngestSettings
 from local.containers import DOCKER_DESKTOP_HOST
 from local.stack import REPO_ROOT, OfflineStack, StackOptions
 from tools.sign_event import offline_stack_secret, sign_event
@@ -27,6 +27,7 @@ SETTINGS: dict[str, type[EnvSettings]] = {
     "ingest": IngestSettings,
     "categorize": CategorizeSettings,
     "finetune": FineTuneSettings,
+    "backfill": BackfillSettings,
 }
 
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -18,6 +19,12 @@ from tests.support.lambda_env import LambdaContext, load_function
 
 SECRET = "whsec-unit-0123456789abcdef"
 PREVIOUS_SECRET = "whsec-unit-previous-secret"
+INGEST_URL = "https://api.example/articles"
+
+
+def ingest_url(query: dict[str, str] | None = None) -> str:
+    """The URL a sender posts to (and signs): POST /articles with `query`."""
+    return f"{INGEST_URL}?{urlencode(query)}" if query else INGEST_URL
 
 
 @dataclass
@@ -65,8 +72,10 @@ def load_ingest() -> ModuleType:
     return load_function("ingest")
 
 
-def signed_headers(body: bytes, *, secret: str = SECRET, now: float | None = None) -> dict[str, str]:
-    return {"content-type": "application/json", **signature_headers(secret.encode(), body, now)}
+def signed_headers(
+    body: bytes, *, url: str = INGEST_URL, secret: str = SECRET, now: float | None = None
+) -> dict[str, str]:
+    return {"content-type": "application/json", **signature_headers(secret.encode(), body, url, now=now)}
 
 
 def http_event(
@@ -81,7 +90,7 @@ def http_event(
         "version": "2.0",
         "routeKey": "POST /articles",
         "rawPath": "/articles",
-        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "rawQueryString": urlencode(query or {}),
         "headers": headers,
         "queryStringParameters": query,
         "requestContext": {
@@ -119,7 +128,7 @@ def call(app: ModuleType, event: dict[str, Any]) -> HttpResult:
     return HttpResult(response["statusCode"], json.loads(response["body"]), response.get("headers", {}))
 
 
-def post(app: ModuleType, payload: Any, **kwargs: Any) -> HttpResult:
+def post(app: ModuleType, payload: Any, *, query: dict[str, str] | None = None, **kwargs: Any) -> HttpResult:
     """Sign `payload` (JSON unless bytes) with the current secret and POST it to the handler."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
-    return call(app, http_event(body, signed_headers(body), **kwargs))
+    return call(app, http_event(body, signed_headers(body, url=ingest_url(query)), query=query, **kwargs))

@@ -41,7 +41,7 @@ def result(
         "revision": revision,
         "content_hash": "h",
         "model_id": "ft:gpt-4o-mini:acme::m1",
-        "taxonomy_version": "demo-1",
+        "taxonomy_version": "demo-2",
         "category_id": "technology",
         "category_name": "Technology",
         "path": [

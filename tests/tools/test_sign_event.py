@@ -28,7 +28,7 @@ def _verifies(event: dict[str, Any], secret: str, now: float) -> str | None:
         [secret.encode()],
         headers.get("x-signature-timestamp"),
         headers.get("x-signature"),
-        sign_event.event_body(event),
+        sign_event.signed_request(event),
         now=now,
         tolerance_seconds=300,
     )

@@ -2,7 +2,9 @@
 
 One real `sam build` (the repo Makefile's targets, as `make build` runs them) into a temporary
 build dir; every test then inspects its artifacts. pip fetches manylinux aarch64 / cp313 wheels
-from the package index, so the build tests skip when that index is unreachable.
+from the package index, so the build tests skip when that index is unreachable. Both the layer
+and the dev venv install from constraints.txt (`make lock`): the layer must hold the versions
+the tests ran with.
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from cfnlint.decode import cfn_yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.support.paths import REPO
 
 SAM = REPO / ".tools" / "sam" / "bin" / "sam"
 PACKAGE = REPO / "shared" / "categorizer"
+CONSTRAINTS = REPO / "constraints.txt"
+# The project itself, installed editable: not a pin.
+PROJECT = "article-categorizer"
 ELF_MAGIC = b"\x7fELF"
 EM_AARCH64 = 183  # ELF e_machine of arm64
 # The unzipped size limit of a function plus all its layers.
@@ -67,6 +75,45 @@ def layer(build_dir: Path) -> Path:
 
 def _shared_objects(root: Path) -> list[Path]:
     return [path for path in root.rglob("*.so*") if path.is_file()]
+
+
+def _pins() -> dict[str, str]:
+    """constraints.txt as {canonical name: version}; every line is `name==version`."""
+    pins: dict[str, str] = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", line
+            pins[canonicalize_name(requirement.name)] = specifier.version
+    return pins
+
+
+def _versions(distributions: Iterable[metadata.Distribution]) -> dict[str, str]:
+    return {canonicalize_name(d.metadata["Name"]): d.version for d in distributions}
+
+
+def test_constraints_pin_every_package_of_the_dev_venv_at_its_installed_version() -> None:
+    # GIVEN the venv the tests run in (built by `make install` with -c constraints.txt)
+    installed = _versions(metadata.distributions())
+    installed.pop(PROJECT)
+    # pip's own tooling is never pinned (`pip freeze` leaves it out)
+    installed.pop("pip", None)
+    installed.pop("setuptools", None)
+    # THEN constraints.txt pins exactly those packages at those versions: a dependency added
+    # to pyproject.toml without `make lock` shows up here
+    assert installed == _pins()
+
+
+def test_layer_holds_the_pinned_versions_the_tests_ran_with(layer: Path) -> None:
+    # GIVEN every distribution pip installed into the layer (botocore removed: the runtime's)
+    built = _versions(metadata.distributions(path=[str(layer)]))
+    assert "pydantic" in built and "openai" in built
+    pins = _pins()
+    for name, version in sorted(built.items()):
+        # THEN constraints.txt pins it at that version, and the dev venv the tests ran in has it
+        assert pins.get(name) == version, f"{name} {version} in the layer, pinned {pins.get(name)}"
+        assert metadata.version(name) == version, f"{name} {version} in the layer, tested {metadata.version(name)}"
 
 
 def test_layer_carries_the_categorizer_package_without_bytecode(layer: Path) -> None:

@@ -153,7 +153,6 @@ def test_exhausted_account_headers_pause_every_caller() -> None:
 
     # THEN the next request waits for one request's refill, not the whole reset
     assert clock.run(run()) == pytest.approx(0.02)
-    assert limiter.stats.header_pauses == 1
 
 
 def test_token_headers_pause_until_the_last_request_size_fits() -> None:
@@ -191,7 +190,6 @@ def test_headers_with_room_left_do_not_pause() -> None:
         return await limiter.acquire(10)
 
     assert clock.run(run()) == 0.0
-    assert limiter.stats.header_pauses == 0
 
 
 def test_a_429_pauses_for_retry_after_ms() -> None:
@@ -203,7 +201,6 @@ def test_a_429_pauses_for_retry_after_ms() -> None:
         return await limiter.acquire(1)
 
     assert clock.run(run()) == pytest.approx(0.75)
-    assert limiter.stats.throttled == 1
 
 
 def test_a_pause_that_starts_while_waiting_delays_the_waiter() -> None:

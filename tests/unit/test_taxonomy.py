@@ -96,7 +96,7 @@ def test_every_category_has_its_path_from_tier_1_and_parents_are_validated() -> 
     assert path[0].parent is None and path[-1] == tier3 and path[1].id == tier3.parent
     assert iab.path("151") == (iab.by_id["150"], iab.by_id["151"])  # Attractions > Amusement and Theme Parks
     # AND the demo taxonomy has two levels
-    demo = bundled_taxonomy("demo-1")
+    demo = bundled_taxonomy("demo-2")
     assert [c.id for c in demo.path("food")] == ["lifestyle", "food"]
     # AND an unknown parent or a cycle is refused, naming the row
     with pytest.raises(TaxonomyError, match=r"row 1 \(id 'a'\): parent 'zz' is not a category id"):

@@ -28,7 +28,7 @@ EMITTED = {
     for path in (REPO / "functions").glob("*/app.py")
     for match in re.findall(r'name="([A-Za-z0-9]+)"', path.read_text(encoding="utf-8"))
 }
-ALIASED = ("CategorizeFunction", "IngestFunction", "ReadFunction")
+ALIASED = ("CategorizeFunction", "IngestFunction", "ReadFunction", "ChangeEventsFunction")
 
 
 def _props(logical_id: str) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def test_canary_deploys_through_the_live_alias_roll_back_on_the_functions_alarms
     assert group["AutoRollbackConfiguration"]["Enabled"] is True
 
 
-def test_the_sqs_event_source_and_the_api_integrations_invoke_the_alias() -> None:
+def test_the_event_sources_and_the_api_integrations_invoke_the_alias() -> None:
     resources = DEPLOYED["Resources"]
     [mapping] = [
         r
@@ -276,6 +276,12 @@ def test_the_sqs_event_source_and_the_api_integrations_invoke_the_alias() -> Non
         if r["Type"] == "AWS::Lambda::EventSourceMapping" and "ArticleQueue" in json.dumps(r["Properties"])
     ]
     assert mapping["Properties"]["FunctionName"] == {"Ref": "CategorizeFunctionAliaslive"}
+    [stream] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "ResultsTable" in json.dumps(r["Properties"])
+    ]
+    assert stream["Properties"]["FunctionName"] == {"Ref": "ChangeEventsFunctionAliaslive"}
     [api] = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
     paths = api["Properties"]["Body"]["paths"]
     routed = {

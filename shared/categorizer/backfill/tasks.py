@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from openai import AsyncOpenAI
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 # Invalid input lines kept in the state data (all of them go to the run's invalid.jsonl).
 _INVALID_EXAMPLES = 20
 _UNRUN_CODES = frozenset({"batch_expired", "batch_cancelled"})
+# Text-store reads in flight at most (the --all plan), so memory stays bounded by the chunk.
+_TEXT_READ_CHUNK = 1000
 
 
 def custom_id(article_id: str, revision: int) -> str:
@@ -211,9 +214,16 @@ class Backfill:
             yield Planned(text, prompt)
 
     def _from_text_store(self) -> Iterator[Planned]:
-        for article_id, revision in self._texts.latest_revisions():
-            text = self._texts.get(article_id, revision)
-            yield Planned(text, prompt_from_input(text.model_input))
+        """Every article's newest text: one listing, then GetObjects in parallel, a chunk at a time.
+
+        One GET after another would spend the Plan Lambda's 15 minutes on S3 latency alone at a
+        few tens of thousands of articles (docs/backfill.md "Limits and sizing").
+        """
+        revisions = self._texts.latest_revisions()
+        with ThreadPoolExecutor(max_workers=self._settings.io_concurrency) as pool:
+            while chunk := list(islice(revisions, _TEXT_READ_CHUNK)):
+                for text in pool.map(lambda ref: self._texts.get(*ref), chunk):
+                    yield Planned(text, prompt_from_input(text.model_input))
 
     def _run_key(self, run_id: str, name: str) -> str:
         return f"{self._settings.runs_prefix}{run_id}/{name}"
@@ -438,7 +448,7 @@ class Backfill:
             self._texts.put(text)  # before the row, as on the live path (categorizer.service)
             return classification.cost_usd if self._results.put_if_not_older(result) else 0.0
 
-        with ThreadPoolExecutor(max_workers=self._settings.write_concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=self._settings.io_concurrency) as pool:
             return list(pool.map(write, writes))
 
 

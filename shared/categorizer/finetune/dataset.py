@@ -15,18 +15,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from categorizer.finetune import file_rules
 from categorizer.finetune.errors import DatasetInvalid
 from categorizer.finetune.models import ClassCount, LabelledArticle, TokenEstimate
 from categorizer.models import describe_validation_error
 from categorizer.pricing import Prices
-from categorizer.prompt import ChatMessage, build_prompt, build_training_example, estimate_prompt_tokens
+from categorizer.prompt import ChatMessage, build_prompt, build_training_example
 from categorizer.taxonomy import Taxonomy
 
-# OpenAI's floor for a fine-tuning file.
-MIN_EXAMPLES = 10
 MAX_REPORTED_PROBLEMS = 20
-_ROLES = frozenset({"system", "user", "assistant", "tool", "function"})
-_MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})
 
 Example = dict[str, list[ChatMessage]]
 
@@ -146,31 +143,20 @@ def build_dataset(
 def check_chat_examples(
     examples: Sequence[Mapping[str, Any]], labels: Iterable[str], max_example_tokens: int
 ) -> list[str]:
-    """The format checks OpenAI runs on a chat fine-tuning file, plus: answers are labels."""
+    """OpenAI's rules for a chat fine-tuning file (`file_rules`), plus: answers are labels that fit whole."""
     valid_labels = frozenset(labels)
     problems: list[str] = []
     for index, example in enumerate(examples, start=1):
         where = f"example {index}"
-        messages = example.get("messages") if isinstance(example, Mapping) else None
-        if not isinstance(messages, list) or not messages:
-            problems.append(f"{where}: no 'messages' list")
+        problem = file_rules.example_problem(example)
+        if problem:
+            problems.append(f"{where}: {problem}")
             continue
-        for message in messages:
-            if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
-                problems.append(f"{where}: a message lacks 'role' or 'content'")
-            elif set(message) - _MESSAGE_KEYS:
-                problems.append(f"{where}: unrecognised message keys {sorted(set(message) - _MESSAGE_KEYS)}")
-            elif message["role"] not in _ROLES:
-                problems.append(f"{where}: unrecognised role {message['role']!r}")
-            elif not isinstance(message["content"], str) or not message["content"]:
-                problems.append(f"{where}: a {message['role']} message has no text content")
-        if problems and problems[-1].startswith(where):
-            continue
-        if messages[-1]["role"] != "assistant":
-            problems.append(f"{where}: the last message is not the assistant's answer")
-        elif messages[-1]["content"] not in valid_labels:
+        messages = example["messages"]
+        if messages[-1]["content"] not in valid_labels:
             problems.append(f"{where}: answer {messages[-1]['content']!r} is not a label of the taxonomy")
-        tokens = example_tokens(messages)
+        # OpenAI would truncate a longer example, cutting the answer at its end: refuse it instead.
+        tokens = file_rules.example_tokens(messages)
         if tokens > max_example_tokens:
             problems.append(f"{where}: {tokens} tokens, above the {max_example_tokens} per-example limit")
     return problems
@@ -178,9 +164,9 @@ def check_chat_examples(
 
 def validate_dataset(dataset: Dataset, taxonomy: Taxonomy, max_example_tokens: int) -> None:
     problems: list[str] = []
-    if len(dataset.train) < MIN_EXAMPLES:
+    if len(dataset.train) < file_rules.MIN_EXAMPLES:
         problems.append(
-            f"{len(dataset.train)} training examples; OpenAI needs at least {MIN_EXAMPLES} "
+            f"{len(dataset.train)} training examples; OpenAI needs at least {file_rules.MIN_EXAMPLES} "
             f"({dataset.counts['examples']} usable examples in total before the split)"
         )
     if not dataset.validation:
@@ -192,15 +178,12 @@ def validate_dataset(dataset: Dataset, taxonomy: Taxonomy, max_example_tokens: i
         raise DatasetInvalid(_summarise("the dataset is not valid for fine-tuning", problems))
 
 
-def example_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    return estimate_prompt_tokens([{"role": m["role"], "content": m["content"]} for m in messages])
-
-
 def estimate_tokens(dataset: Dataset, n_epochs: int, prices: Prices, max_example_tokens: int) -> TokenEstimate:
     """OpenAI bills tokens in the training file × epochs; longer examples are cut at the limit."""
-    train_tokens = sum(min(example_tokens(e["messages"]), max_example_tokens) for e in dataset.train)
-    validation_tokens = sum(example_tokens(e["messages"]) for e in dataset.validation)
-    longest = max((example_tokens(e["messages"]) for e in dataset.train), default=0)
+    tokens = file_rules.example_tokens
+    train_tokens = sum(file_rules.billed_tokens(tokens(e["messages"]), max_example_tokens) for e in dataset.train)
+    validation_tokens = sum(tokens(e["messages"]) for e in dataset.validation)
+    longest = max((tokens(e["messages"]) for e in dataset.train), default=0)
     return TokenEstimate(
         train_tokens=train_tokens,
         validation_tokens=validation_tokens,

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from categorizer.backfill.models import BackfillConfig
 from categorizer.defaults import BASE_MODEL
 from categorizer.models import ArticleId, _reject_control_characters
 from categorizer.text import html_to_text, looks_like_html, normalize_text
@@ -47,6 +48,9 @@ class PipelineConfig(BaseModel):
     max_polls: int = Field(default=720, ge=1, le=10_000)
     max_eval_examples: int = Field(default=1000, ge=1, le=20_000)
     force_promote: bool = False
+    # Off by default: once this run's model is promoted, Promote starts BackfillStateMachine with
+    # this input (e.g. {"all": true, "max_cost_usd": 50}) to re-categorise the archive with it.
+    backfill_after_promote: BackfillConfig | None = None
 
 
 class LabelledArticle(BaseModel):

@@ -18,6 +18,7 @@ import openai
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 from openai import AsyncOpenAI
 
+from categorizer.backfill.models import BackfillConfig
 from categorizer.classifier import OpenAIClassifier
 from categorizer.config import FineTuneSettings
 from categorizer.errors import TaxonomyError
@@ -40,6 +41,7 @@ from categorizer.taxonomy import bundled_taxonomy
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 _THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "SlowDown", "RequestLimitExceeded", "InternalError", "ServiceUnavailable"}
@@ -71,10 +73,12 @@ class Pipeline:
         ssm: SSMClient,
         openai_client: Callable[[], AsyncOpenAI],
         prices: Prices,
+        sfn: SFNClient | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._ssm = ssm
+        self._sfn = sfn
         self._openai = openai_client
         self._prices = prices
 
@@ -245,13 +249,38 @@ class Pipeline:
                 dataset_manifest=state.dataset.manifest,
                 force=state.config.force_promote,
             )
+        backfill = state.config.backfill_after_promote
         return {
             "promoted": decision.promote,
             "reason": decision.reason,
             "model_id": state.evaluation.model_id,
             "previous_model_id": decision.active_model_id,
             "parameter_version": version,
+            "backfill_execution_arn": self._start_backfill(state.run, backfill)
+            if decision.promote and backfill is not None
+            else None,
         }
+
+    def _start_backfill(self, run: RunInfo, backfill: BackfillConfig) -> str:
+        """BackfillStateMachine with the run's input, once: the name derives from this run's name.
+
+        A retried Promote starts it again under the same name and input, which Step Functions
+        answers with the running execution, or with ExecutionAlreadyExists once it has ended:
+        either way that one execution is the answer, never a second re-categorisation.
+        """
+        arn = self._settings.backfill_state_machine_arn
+        if self._sfn is None or arn is None:
+            raise ValueError("backfill_after_promote needs BACKFILL_STATE_MACHINE_ARN (the template sets it)")
+        name = f"{run.execution_name[:71]}-backfill"
+        document = backfill.model_dump(mode="json", exclude_defaults=True)
+        with transient_errors():
+            try:
+                started = self._sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(document))
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                    raise
+                return arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        return started["executionArn"]
 
 
 def _succeeded_job(state: PipelineState) -> JobState:

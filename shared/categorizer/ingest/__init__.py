@@ -11,7 +11,13 @@ The names below are the package's interface (the handler, the operator CLI, test
 
 from categorizer.ingest.adapters import ADAPTERS, generic_adapter, wordpress_adapter
 from categorizer.ingest.enqueue import ArticleQueue
-from categorizer.ingest.signature import sign, signature_headers, verify_signature, webhook_secrets
+from categorizer.ingest.signature import (
+    SignedRequest,
+    sign,
+    signature_headers,
+    verify_signature,
+    webhook_secrets,
+)
 from categorizer.ingest.validation import ItemError, ValidItem, validate_item
 from categorizer.ingest.webhook import WebhookLimits, WebhookRequest, handle_webhook
 
@@ -19,6 +25,7 @@ __all__ = [
     "ADAPTERS",
     "ArticleQueue",
     "ItemError",
+    "SignedRequest",
     "ValidItem",
     "WebhookLimits",
     "WebhookRequest",

@@ -14,15 +14,33 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from categorizer.ingest.validation import ValidItem
-
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
-# SQS: at most 10 entries and 1 MiB (message bodies and attributes) per SendMessageBatch.
+    from categorizer.ingest.validation import ValidItem
+
+# SQS (API reference, SendMessageBatch and MessageAttributeValue, since August 2025): a message is
+# at most 1 MiB, counting its body and every attribute's name, data type and value; a
+# SendMessageBatch holds at most 10 entries whose sizes sum to at most 1 MiB. moto enforces
+# neither the same way, so tests check these rules on the entries directly.
 SQS_BATCH_ENTRIES = 10
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 SQS_MAX_BATCH_BYTES = 1024 * 1024
+# Room kept in each message for the attributes `_entry` adds: article_id (≤ 256 characters, ASCII),
+# source, and the request's correlation id (cut to CORRELATION_ID_CHARS).
+CORRELATION_ID_CHARS = 128
+MESSAGE_ATTRIBUTES_ALLOWANCE = 1024
+
+
+def entry_bytes(entry: SendMessageBatchRequestEntryTypeDef) -> int:
+    """An entry's size as SQS counts it: the body plus each attribute's name, data type and value."""
+    size = len(entry["MessageBody"].encode("utf-8"))
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode("utf-8")) + len(value["DataType"].encode("utf-8"))
+        binary = value.get("BinaryValue", b"")  # the entries built here carry strings only
+        size += len(value.get("StringValue", "").encode("utf-8")) + (len(binary) if isinstance(binary, bytes) else 0)
+    return size
 
 
 @dataclass
@@ -31,11 +49,21 @@ class EnqueueReport:
     failed: list[tuple[ValidItem, str]] = field(default_factory=list)  # (item, error code)
 
 
-def _chunks(items: Sequence[ValidItem]) -> list[list[ValidItem]]:
+def _entry(key: str, item: ValidItem, correlation_id: str | None) -> SendMessageBatchRequestEntryTypeDef:
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "article_id": {"DataType": "String", "StringValue": item.article.article_id},
+        "source": {"DataType": "String", "StringValue": "ingest"},
+    }
+    if correlation_id:  # the webhook request's id, so CategorizeFunction's logs link back to it
+        attributes["correlation_id"] = {"DataType": "String", "StringValue": correlation_id[:CORRELATION_ID_CHARS]}
+    return {"Id": key, "MessageBody": item.message, "MessageAttributes": attributes}
+
+
+def _chunks(items: Sequence[ValidItem], correlation_id: str | None) -> list[list[ValidItem]]:
     chunks: list[list[ValidItem]] = []
     size = 0
     for item in items:
-        item_size = len(item.message.encode("utf-8"))
+        item_size = entry_bytes(_entry("0", item, correlation_id))
         if not chunks or len(chunks[-1]) == SQS_BATCH_ENTRIES or size + item_size > SQS_MAX_BATCH_BYTES:
             chunks.append([])
             size = 0
@@ -68,7 +96,7 @@ class ArticleQueue:
 
     def enqueue(self, items: Sequence[ValidItem], correlation_id: str | None = None) -> EnqueueReport:
         report = EnqueueReport()
-        for chunk in _chunks(items):
+        for chunk in _chunks(items, correlation_id):
             self._send_chunk(chunk, report, correlation_id)
         return report
 
@@ -81,7 +109,7 @@ class ArticleQueue:
             try:
                 response = self._sqs.send_message_batch(
                     QueueUrl=self._queue_url,
-                    Entries=[self._entry(key, item, correlation_id) for key, item in pending.items()],
+                    Entries=[_entry(key, item, correlation_id) for key, item in pending.items()],
                 )
             except (ClientError, BotoCoreError) as error:  # botocore's retries are spent
                 code = error.response["Error"].get("Code", "") if isinstance(error, ClientError) else ""
@@ -97,13 +125,3 @@ class ArticleQueue:
             if not pending:
                 return
         report.failed.extend((item, last_error.get(key, "unknown")) for key, item in pending.items())
-
-    @staticmethod
-    def _entry(key: str, item: ValidItem, correlation_id: str | None) -> SendMessageBatchRequestEntryTypeDef:
-        attributes: dict[str, MessageAttributeValueTypeDef] = {
-            "article_id": {"DataType": "String", "StringValue": item.article.article_id},
-            "source": {"DataType": "String", "StringValue": "ingest"},
-        }
-        if correlation_id:  # the webhook request's id, so CategorizeFunction's logs link back to it
-            attributes["correlation_id"] = {"DataType": "String", "StringValue": correlation_id}
-        return {"Id": key, "MessageBody": item.message, "MessageAttributes": attributes}

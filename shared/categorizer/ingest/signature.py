@@ -1,4 +1,8 @@
-"""The webhook signature: HMAC-SHA256 over the timestamp and the raw body (docs/ingest.md, "Signature")."""
+"""The webhook signature: HMAC-SHA256 over the request's canonical string (docs/ingest.md, "Signature").
+
+The canonical string covers everything that changes what a request means: the method, the
+path, the query string, the timestamp and the raw body.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,58 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
 SIGNATURE_PREFIX = "sha256="
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# More query parameters than any request needs: parse_qsl refuses them instead of building a huge list.
+MAX_QUERY_PARAMETERS = 16
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """`sha256=` + hex HMAC-SHA256 over `timestamp` + "." + the raw body."""
-    digest = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
+def query_parameters(query: str) -> list[tuple[str, str]]:
+    """The decoded (name, value) pairs of a raw query string; ValueError when malformed or too many."""
+    return parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=MAX_QUERY_PARAMETERS)
 
 
-def signature_headers(secret: bytes, body: bytes, now: float | None = None) -> dict[str, str]:
-    """The headers a sender adds (the publish CLI, tests)."""
+def canonical_query(query: str) -> str:
+    """The pairs sorted and percent-encoded one way (RFC 3986 unreserved characters kept), so that
+    how a client or API Gateway happens to encode the query does not change the signature."""
+    return urlencode(sorted(query_parameters(query)), quote_via=quote)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What the signature covers besides the timestamp."""
+
+    method: str
+    path: str  # as the API receives it (API Gateway's rawPath)
+    query: str  # the raw query string, without "?"
+    body: bytes
+
+    def canonical(self, timestamp: str) -> bytes:
+        """METHOD, path, canonical query, timestamp, each followed by a line feed; then the raw body."""
+        head = "".join(f"{part}\n" for part in (self.method.upper(), self.path, canonical_query(self.query), timestamp))
+        return head.encode("utf-8") + self.body
+
+
+def sign(secret: bytes, timestamp: str, request: SignedRequest) -> str:
+    """`sha256=` + hex HMAC-SHA256 over the canonical request."""
+    return SIGNATURE_PREFIX + hmac.new(secret, request.canonical(timestamp), hashlib.sha256).hexdigest()
+
+
+def signature_headers(
+    secret: bytes, body: bytes, url: str, *, method: str = "POST", now: float | None = None
+) -> dict[str, str]:
+    """The headers a sender adds for `method url` with `body` (the publish CLI, sign-event, tests)."""
+    parts = urlsplit(url)
     timestamp = str(int(time.time() if now is None else now))
-    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
+    return {
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, SignedRequest(method, parts.path or "/", parts.query, body)),
+    }
 
 
 def webhook_secrets(secret_value: str) -> list[bytes]:
@@ -48,7 +87,7 @@ def verify_signature(
     secrets: Sequence[bytes],
     timestamp: str | None,
     signature: str | None,
-    body: bytes,
+    request: SignedRequest,
     *,
     now: float,
     tolerance_seconds: int,
@@ -61,6 +100,7 @@ def verify_signature(
     if abs(now - int(timestamp)) > tolerance_seconds:
         return "timestamp_outside_tolerance"
     presented = signature.strip().encode("utf-8", "replace")
+    expected = [sign(secret, timestamp, request).encode("ascii") for secret in secrets]
     # Every secret is compared (no early exit), each in constant time.
-    matches = [hmac.compare_digest(sign(secret, timestamp, body).encode("ascii"), presented) for secret in secrets]
+    matches = [hmac.compare_digest(candidate, presented) for candidate in expected]
     return None if any(matches) else "signature_mismatch"

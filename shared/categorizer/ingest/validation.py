@@ -9,11 +9,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from categorizer.ingest.adapters import Adapter
+from categorizer.ingest.adapters import Adapter, AdapterError
+from categorizer.ingest.enqueue import MESSAGE_ATTRIBUTES_ALLOWANCE, SQS_MAX_MESSAGE_BYTES
 from categorizer.models import ArticleEvent, UnpublishEvent, is_unpublish, validation_problems
 
-# Per message, below the 1 MiB SQS limit with room for the attributes.
-MAX_MESSAGE_BYTES = 1024 * 1024 - 4096
+# The message body's share of SQS's per-message limit; the rest is kept for its attributes.
+MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES - MESSAGE_ATTRIBUTES_ALLOWANCE
 # The characters SQS accepts in a message body (anything else fails the whole entry).
 _NOT_SQS_SAFE = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -44,7 +45,10 @@ def validate_item(index: int, item: Any, adapter: Adapter) -> ValidItem | ItemEr
     if not isinstance(item, Mapping):
         return ItemError(index, None, [{"field": "(item)", "reason": "must be a JSON object"}])
     # An unpublish item is the generic shape whatever the adapter (docs/ingest.md, "Unpublish").
-    mapped = item if is_unpublish(item) else adapter(item)
+    try:
+        mapped = item if is_unpublish(item) else adapter(item)
+    except AdapterError as error:
+        return ItemError(index, None, [{"field": error.field, "reason": error.reason}])
     model: type[ArticleEvent | UnpublishEvent] = UnpublishEvent if is_unpublish(mapped) else ArticleEvent
     try:
         article = model.model_validate(mapped)

@@ -9,15 +9,20 @@ It tests without API Gateway or Lambda. Guarantees:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from categorizer.ingest.adapters import ADAPTERS, PayloadError, split_items
+from categorizer.ingest.adapters import ADAPTERS, PayloadError, load_json, split_items
 from categorizer.ingest.enqueue import ArticleQueue
-from categorizer.ingest.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from categorizer.ingest.signature import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignedRequest,
+    query_parameters,
+    verify_signature,
+)
 from categorizer.ingest.validation import ItemError, ValidItem, validate_item
 
 ADAPTER_PARAMETER = "format"
@@ -27,7 +32,9 @@ ADAPTER_PARAMETER = "format"
 class WebhookRequest:
     headers: Mapping[str, str]
     body: bytes
-    query: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    path: str = "/articles"
+    query: str = ""  # the raw query string, as signed
     correlation_id: str | None = None
 
 
@@ -72,12 +79,16 @@ def handle_webhook(
 ) -> WebhookResponse:
     if len(request.body) > limits.max_request_bytes:
         return _error(413, f"the request body exceeds {limits.max_request_bytes} bytes")
+    try:
+        parameters = query_parameters(request.query)
+    except ValueError:
+        return _error(400, "the query string is malformed")
     headers = {name.lower(): value for name, value in request.headers.items()}
     problem = verify_signature(
         secrets(),
         headers.get(TIMESTAMP_HEADER.lower()),
         headers.get(SIGNATURE_HEADER.lower()),
-        request.body,
+        SignedRequest(request.method, request.path, request.query, request.body),
         now=now(),
         tolerance_seconds=limits.signature_tolerance_seconds,
     )
@@ -85,16 +96,15 @@ def handle_webhook(
         return _error(401, "unauthorized", log={"auth_failure": problem})
     if not _content_type_ok(headers.get("content-type")):
         return _error(415, "send Content-Type: application/json (UTF-8)")
-    adapter_name = request.query.get(ADAPTER_PARAMETER, "generic")
+    names = [name for name, _ in parameters]
+    if set(names) - {ADAPTER_PARAMETER} or len(set(names)) < len(names):
+        return _error(400, f"the only query parameter is {ADAPTER_PARAMETER!r}, given at most once")
+    adapter_name = dict(parameters).get(ADAPTER_PARAMETER, "generic")
     adapter = ADAPTERS.get(adapter_name)
     if adapter is None:
         return _error(400, f"unknown payload format; use one of {sorted(ADAPTERS)}")
     try:
-        items = split_items(json.loads(request.body.decode("utf-8")), limits.max_batch_items)
-    except UnicodeDecodeError as error:
-        return _error(400, f"the body is not valid UTF-8 (byte offset {error.start})")
-    except json.JSONDecodeError as error:
-        return _error(400, f"the body is not valid JSON: {error.msg} (line {error.lineno} column {error.colno})")
+        items = split_items(load_json(request.body), limits.max_batch_items)
     except PayloadError as error:
         return _error(400, str(error))
 

@@ -333,3 +333,18 @@ def test_the_result_carries_its_iab_path_and_canonical_url(categorize: ModuleTyp
         {"id": "181", "name": "Attractions > Casinos & Gambling"},
     ]
     assert row["canonical_url"] == "https://news.example/p-1"
+
+
+def test_every_categorised_article_reports_its_limiter_wait_as_a_metric(
+    categorize: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch of two articles
+    # WHEN handled
+    assert invoke(categorize, sqs_event(article("w-1"), article("w-2"))) == {"batchItemFailures": []}
+    # THEN the invocation's metrics (EMF on stdout) carry one LimiterWait per article, in milliseconds
+    # (the cold-start metric, when this is the process's first invocation, is a blob of its own)
+    [emf] = [blob for blob in _emf_blobs(capsys.readouterr().out) if "LimiterWait" in blob]
+    definitions = {m["Name"]: m["Unit"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert definitions["LimiterWait"] == "Milliseconds"
+    waits = emf["LimiterWait"]
+    assert len(waits) == 2 and all(wait >= 0 for wait in waits)

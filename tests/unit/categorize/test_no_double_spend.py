@@ -76,23 +76,28 @@ def test_concurrent_invocations_with_the_same_article_make_one_call(
     # GIVEN two execution environments, and an OpenAI that takes 0.5 s to answer
     monkeypatch.setenv("CLAIM_WAIT_SECONDS", "5")
     answer = fake_openai.handle
+    first_call_sent = threading.Event()
 
     def slow(request: httpx2.Request) -> httpx2.Response:
+        first_call_sent.set()
         time.sleep(0.5)
         return answer(request)
 
     monkeypatch.setattr(fake_openai, "handle", slow)
     instances = [load_categorize(fake_openai.transport()) for _ in range(2)]
     responses: list[dict[str, Any]] = []
-    # WHEN both receive revisions of the same article with the same text at the same time
     threads = [
         threading.Thread(
             target=lambda app=app, v=v: responses.append(invoke(app, sqs_event(article("c-1", version=v))))
         )
         for app, v in zip(instances, (1, 2), strict=True)
     ]
-    for thread in threads:
-        thread.start()
+    # WHEN the second receives a newer revision with the same text while the first's call is
+    # under way (started once that call is sent: moto's DynamoDB, unlike DynamoDB, does not
+    # make a conditional update atomic across threads, so a true tie would test moto)
+    threads[0].start()
+    assert first_call_sent.wait(timeout=30)
+    threads[1].start()
     for thread in threads:
         thread.join()
     # THEN both succeed, one call was made, and the row holds the newer revision

@@ -7,8 +7,10 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from categorizer.finetune import dataset as ds
+from categorizer.finetune import file_rules
 from categorizer.finetune.errors import CostGuardExceeded, DatasetInvalid, TransientError
 from categorizer.finetune.evaluation import Scored, compute_metrics, expected_calibration_error, macro_f1
 from categorizer.finetune.models import LabelledArticle, PipelineConfig, PipelineState, RunInfo
@@ -20,7 +22,7 @@ from categorizer.taxonomy import bundled_taxonomy
 from tests.support.finetune import demo_rows
 from tests.support.paths import REPO
 
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 
 
 def _articles(rows):
@@ -51,7 +53,7 @@ def test_split_is_stratified_and_seeded():
     assert first.validation != other.validation
     assert all(c.validation == 6 and c.train == 24 for c in first.class_counts.values())
     # The demo labels articles with leaves only: its tier-1 parents have no examples.
-    parents = {c.parent for c in bundled_taxonomy("demo-1").categories if c.parent is not None}
+    parents = {c.parent for c in bundled_taxonomy("demo-2").categories if c.parent is not None}
     assert first.classes_without_examples == len(parents) == 3 and first.too_few == []
 
 
@@ -114,7 +116,7 @@ def test_invalid_lines_fail_the_export_with_their_location():
 def test_cost_estimate_is_tokens_times_epochs_times_price():
     dataset = _build(_articles(demo_rows()))
     estimate = ds.estimate_tokens(dataset, 3, Prices.from_env(), 65_536)
-    per_example = [ds.example_tokens(e["messages"]) for e in dataset.train]
+    per_example = [file_rules.example_tokens(e["messages"]) for e in dataset.train]
     assert estimate.train_tokens == sum(per_example)
     assert estimate.billed_training_tokens == 3 * sum(per_example)
     assert estimate.estimated_cost_usd == pytest.approx(3 * sum(per_example) * 3.00 / 1e6, abs=1e-6)
@@ -139,7 +141,7 @@ def test_metrics_on_a_known_case():
 
 
 def test_promotion_decision():
-    active = ActiveModel(model_id="ft:old", taxonomy_version="demo-1", metrics={"top1": 0.8})
+    active = ActiveModel(model_id="ft:old", taxonomy_version="demo-2", metrics={"top1": 0.8})
     assert decide({"top1": 0.5}, None, force=False).promote
     assert decide({"top1": 0.8}, active, force=False).promote  # not worse
     assert not decide({"top1": 0.79}, active, force=False).promote
@@ -158,6 +160,20 @@ def test_sample_events_match_the_task_models():
     PipelineConfig.model_validate(export)
     for name in ("upload-files", "start-job", "check-job", "evaluate", "promote"):
         PipelineState.model_validate_json((EVENTS / f"{name}.json").read_text())
+
+
+def test_backfill_after_promote_is_off_by_default_and_validated_with_the_run_input():
+    # GIVEN the sample input, WHEN parsed, THEN no re-categorisation is asked for
+    assert PipelineConfig.model_validate({"taxonomy_version": "demo-2"}).backfill_after_promote is None
+    # WHEN a run asks for one, THEN it is a BackfillStateMachine input
+    config = PipelineConfig.model_validate(
+        {"taxonomy_version": "demo-2", "backfill_after_promote": {"all": True, "max_cost_usd": 25}}
+    )
+    assert config.backfill_after_promote is not None and config.backfill_after_promote.max_cost_usd == 25
+    # AND an input the backfill would refuse is refused with the run's (before anything is paid for)
+    for bad in ({}, {"all": True, "prefix": "s3://b/archive/"}, {"all": True, "max_cost": 5}):
+        with pytest.raises(ValidationError):
+            PipelineConfig.model_validate({"taxonomy_version": "demo-2", "backfill_after_promote": bad})
 
 
 def test_every_task_retries_transient_errors_and_catches_into_the_failure_state():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
@@ -11,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from categorizer.ingest import (
     ArticleQueue,
+    SignedRequest,
     ValidItem,
     generic_adapter,
     sign,
@@ -19,6 +21,13 @@ from categorizer.ingest import (
     webhook_secrets,
     wordpress_adapter,
 )
+from categorizer.ingest.enqueue import (
+    SQS_BATCH_ENTRIES,
+    SQS_MAX_BATCH_BYTES,
+    SQS_MAX_MESSAGE_BYTES,
+    entry_bytes,
+)
+from categorizer.ingest.validation import MAX_MESSAGE_BYTES
 from categorizer.models import ArticleEvent
 from tests.support.categorize import article
 from tests.support.ingest import SECRET, IngestStack, call, http_event, post, signed_headers
@@ -28,20 +37,39 @@ NOW = 1_764_000_000.0
 
 
 def test_signature_round_trip_and_every_tampering_fails() -> None:
-    # GIVEN a body signed with the shared secret at NOW
+    # GIVEN a request signed with the shared secret at NOW
     body = b'{"article_id":"a-1"}'
-    signature = sign(b"s3cret", str(int(NOW)), body)
-    # THEN it verifies, and any change to the body, the timestamp, the secret or the clock does not
+    request = SignedRequest("POST", "/articles", "format=wordpress", body)
+    signature = sign(b"s3cret", str(int(NOW)), request)
+    # THEN it verifies, and any change to the method, path, query, body, timestamp, secret or clock does not
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
     ok: dict[str, Any] = {"now": NOW, "tolerance_seconds": 300}
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body, **ok) is None
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body + b" ", **ok) == "signature_mismatch"
-    assert verify_signature([b"s3cret"], str(int(NOW) + 1), signature, body, **ok) == "signature_mismatch"
-    assert verify_signature([b"other"], str(int(NOW)), signature, body, **ok) == "signature_mismatch"
+    assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **ok) is None
+    for changed in (
+        replace(request, body=body + b" "),
+        replace(request, query=""),
+        replace(request, query="format=generic"),
+        replace(request, path="/articles/"),
+        replace(request, method="PUT"),
+    ):
+        assert verify_signature([b"s3cret"], str(int(NOW)), signature, changed, **ok) == "signature_mismatch"
+    assert verify_signature([b"s3cret"], str(int(NOW) + 1), signature, request, **ok) == "signature_mismatch"
+    assert verify_signature([b"other"], str(int(NOW)), signature, request, **ok) == "signature_mismatch"
     late: dict[str, Any] = {"now": NOW + 301, "tolerance_seconds": 300}
-    assert verify_signature([b"s3cret"], str(int(NOW)), signature, body, **late) == "timestamp_outside_tolerance"
-    assert verify_signature([b"s3cret"], None, signature, body, **ok) == "missing_signature_headers"
-    assert verify_signature([b"s3cret"], "１２３", signature, body, **ok) == "malformed_timestamp"
+    assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **late) == "timestamp_outside_tolerance"
+    assert verify_signature([b"s3cret"], None, signature, request, **ok) == "missing_signature_headers"
+    assert verify_signature([b"s3cret"], "１２３", signature, request, **ok) == "malformed_timestamp"
+
+
+def test_the_query_string_is_signed_however_it_is_encoded() -> None:
+    # GIVEN one query written in different but equivalent ways
+    body = b"{}"
+    signature = sign(b"s3cret", str(int(NOW)), SignedRequest("POST", "/articles", "format=word%70ress&x=a+b", body))
+    ok: dict[str, Any] = {"now": NOW, "tolerance_seconds": 300}
+    # THEN each spelling verifies: the canonical query decodes, sorts and re-encodes the pairs
+    for spelling in ("x=a%20b&format=wordpress", "format=wordpress&x=a+b"):
+        request = SignedRequest("POST", "/articles", spelling, body)
+        assert verify_signature([b"s3cret"], str(int(NOW)), signature, request, **ok) is None
 
 
 def test_webhook_secret_formats() -> None:
@@ -216,7 +244,8 @@ def test_responses_and_logs_never_carry_the_secret_or_a_signature(
 
 def test_the_signature_example_in_the_docs_is_right() -> None:
     docs = (REPO / "docs" / "ingest.md").read_text(encoding="utf-8")
-    expected = sign(b"example-secret", "1764057600", b'{"article_id":"a-1"}')
+    request = SignedRequest("POST", "/articles", "format=generic", b'{"article_id":"a-1"}')
+    expected = sign(b"example-secret", "1764057600", request)
     assert f"X-Signature: {expected}" in docs
 
 
@@ -231,3 +260,49 @@ def test_queued_messages_carry_the_request_correlation_id(ingest_stack: IngestSt
     )
     attributes = [m["MessageAttributes"]["correlation_id"]["StringValue"] for m in response["Messages"]]
     assert attributes == ["req-42", "req-42"]
+
+
+class _RecordingSQS:
+    """Accepts every entry and keeps each SendMessageBatch call's entries (moto does not apply SQS's size rules)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Any]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[Any]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
+
+
+def _sized_item(index: int, message_bytes: int) -> ValidItem:
+    event = ArticleEvent.model_validate(article(f"z-{index}"))
+    return ValidItem(index, event, "x" * message_bytes)
+
+
+def test_batches_follow_the_sqs_size_rule_counting_attribute_bytes() -> None:
+    # GIVEN two messages whose bodies alone fit one 1 MiB batch, but not with their attributes
+    sqs = _RecordingSQS()
+    half = SQS_MAX_BATCH_BYTES // 2 - 8
+    items = [_sized_item(0, half), _sized_item(1, half), *(_sized_item(n, 1_000) for n in range(2, 14))]
+    # WHEN they are enqueued with a correlation id
+    report = ArticleQueue(sqs, "https://sqs.example/q", sleep=lambda _: None).enqueue(items, "req-" + "9" * 300)  # type: ignore[arg-type]
+    # THEN every call keeps SQS's rules: ≤ 10 entries, each ≤ 1 MiB and together ≤ 1 MiB, attributes counted
+    assert len(report.queued) == len(items)
+    assert [len(call) for call in sqs.calls][:2] == [1, 10]
+    for entries in sqs.calls:
+        assert len(entries) <= SQS_BATCH_ENTRIES
+        assert all(entry_bytes(entry) <= SQS_MAX_MESSAGE_BYTES for entry in entries)
+        assert sum(entry_bytes(entry) for entry in entries) <= SQS_MAX_BATCH_BYTES
+    # and the correlation id is cut to its share of the attribute allowance
+    assert all(len(e["MessageAttributes"]["correlation_id"]["StringValue"]) <= 128 for c in sqs.calls for e in c)
+
+
+def test_a_message_at_the_validation_limit_still_fits_sqs_with_its_largest_attributes() -> None:
+    # GIVEN a message body at the largest size validation lets through, and the longest article id
+    event = ArticleEvent.model_validate(article("i" * 256))
+    item = ValidItem(0, event, "x" * MAX_MESSAGE_BYTES)
+    sqs = _RecordingSQS()
+    # WHEN it is enqueued with a long correlation id
+    ArticleQueue(sqs, "https://sqs.example/q").enqueue([item], "c" * 1_000)  # type: ignore[arg-type]
+    # THEN SQS's per-message rule (body + attribute names, types and values ≤ 1 MiB) holds
+    [[entry]] = sqs.calls
+    assert entry_bytes(entry) <= SQS_MAX_MESSAGE_BYTES

@@ -34,3 +34,19 @@ def test_an_unpublish_without_an_ordering_key_or_with_a_bad_id_is_refused(ingest
     assert response.status == 400
     assert [e["index"] for e in response.body["errors"]] == [0, 1]
     assert "version or updated_at" in response.body["errors"][0]["errors"][0]["reason"]
+
+
+def test_an_unpublish_follows_the_publish_rules_for_types_urls_and_times(ingest: ModuleType) -> None:
+    # GIVEN unpublish items that a publish would be refused for: a version as a string, a URL
+    # with credentials, a URL with surrounding spaces, an updated_at that is a bare number
+    items = [
+        {"action": "unpublish", "article_id": "a-1", "version": "7"},
+        {"action": "unpublish", "article_id": "a-2", "version": 1, "url": "https://user:pw@x.example/a-2"},
+        {"action": "unpublish", "article_id": "a-3", "version": 1, "url": " https://x.example/a-3 "},
+        {"action": "unpublish", "article_id": "a-4", "updated_at": 1_795_593_600},
+    ]
+    # WHEN posted THEN 400 names each with the field at fault, and nothing is queued
+    response = post(ingest, items)
+    assert response.status == 400
+    fields = [(e["index"], [p["field"] for p in e["errors"]]) for e in response.body["errors"]]
+    assert fields == [(0, ["version"]), (1, ["url"]), (2, ["url"]), (3, ["updated_at"])]

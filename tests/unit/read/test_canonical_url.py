@@ -42,13 +42,12 @@ from categorizer.urls import MAX_CANONICAL_URL_BYTES, InvalidUrl, canonical_url
         ("https://example.com/caf%c3%a9", "https://example.com/caf%C3%A9"),
         ("https://example.com/café", "https://example.com/caf%C3%A9"),
         ("https://example.com/a%2fb", "https://example.com/a%2Fb"),  # an escaped slash is not a slash
-        # hosts: IDNA, trailing dot, user info, IPv6
+        # hosts: IDNA, trailing dot, IPv6
         ("https://Bücher.example/x", "https://xn--bcher-kva.example/x"),
         ("https://example.com./x", "https://example.com/x"),
-        ("https://user:pw@example.com/x", "https://example.com/x"),
         ("http://[2001:DB8::1]:80/x", "http://[2001:db8::1]/x"),
-        # surrounding whitespace
-        ("  https://example.com/a  ", "https://example.com/a"),
+        # an "@" in the path is not user info
+        ("https://example.com/@user/post", "https://example.com/@user/post"),
     ],
 )
 def test_canonical_form(given: str, canonical: str) -> None:
@@ -65,6 +64,12 @@ def test_canonical_form(given: str, canonical: str) -> None:
         ("example.com/a", "http:// or https://"),
         ("https:///a", "no host"),
         ("https://exa mple.com/", "whitespace"),
+        ("  https://example.com/a  ", "whitespace"),  # nothing is trimmed
+        ("https://example.com/a\u3000b", "whitespace"),
+        ("https://example.com/a\x00b", "control character U\\+0000"),
+        ("https://example.com/\x1b[31m", "control character U\\+001B"),
+        ("https://user:pw@example.com/x", "credentials"),
+        ("http://token@example.com/x", "credentials"),
         ("", "empty"),
         ("https://example.com:99999/", "cannot be parsed"),
         ("https://exa_mple.com/", "not a valid host"),

@@ -1,4 +1,4 @@
-"""The capacity planner (docs/design.md invariant 7): formula edges, CLI, and the samconfig profiles."""
+"""`python -m tools capacity` (docs/design.md invariant 7): formula edges, CLI, and the samconfig profiles."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from categorizer.capacity import (
+from tools.capacity import (
+    GPT_4O_MINI_BATCH_QUEUE_TOKENS,
     GPT_4O_MINI_TIERS,
     CapacityInputs,
     main,
+    plan_batch,
     plan_capacity,
 )
 
@@ -122,8 +124,6 @@ def test_samconfig_profile_matches_the_planner(tier: str) -> None:
 
 
 def test_batch_plan_fits_one_shard_in_the_queue_and_runs_as_many_as_fit() -> None:
-    from categorizer.capacity import GPT_4O_MINI_BATCH_QUEUE_TOKENS, plan_batch
-
     # GIVEN tier 1's 2M enqueued tokens and ~1,045-token prompts, WHEN planned
     small = plan_batch(GPT_4O_MINI_BATCH_QUEUE_TOKENS["tier1"], 1045)
     # THEN a shard is cut to what the queue holds, one at a time

@@ -1,4 +1,6 @@
-"""Capacity planner: Lambda concurrency and per-instance budgets from the OpenAI limits.
+"""`python -m tools capacity`: Lambda concurrency and per-instance budgets from the OpenAI limits.
+
+An operator command run before a deploy, never in a Lambda (so it stays out of the layer).
 
 docs/design.md invariant 7. Little's law for one SQS-fed function whose records of a batch run
 concurrently (one OpenAI call each), so an invocation lasts about one call, not B of them:
@@ -18,7 +20,7 @@ budget busy (about 1/headroom of slack against latency jitter) and the client-si
 not a shortage of instances, hold the rate. Dividing by ReservedConcurrency, the hard cap on
 environments running at once, keeps the sum of all instance budgets within the account's.
 
-    python -m categorizer.capacity --rpm 5000 --tpm 2000000 --latency-ms 400 \
+    python -m tools capacity --rpm 5000 --tpm 2000000 --latency-ms 400 \
         --batch-size 10 --avg-input-tokens 1045        (or --tier tier2 instead of the limits)
 """
 
@@ -204,7 +206,7 @@ def render(plan: CapacityPlan) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m categorizer.capacity",
+        prog="python -m tools capacity",
         description="Lambda concurrency and per-instance budgets from the OpenAI RPM/TPM limits.",
     )
     parser.add_argument("--tier", choices=sorted(GPT_4O_MINI_TIERS), help="gpt-4o-mini usage tier limits")

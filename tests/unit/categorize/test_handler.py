@@ -11,8 +11,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from categorizer import service as service_module
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
+from categorizer.store import item_bytes
 from categorizer.taxonomy import bundled_taxonomy
 from tests.support.categorize import ACTIVE_MODEL_PARAMETER, MODEL_ID, TAXONOMY_VERSION, CategorizeStack, article
 from tests.support.lambda_env import LambdaContext, sqs_event
@@ -348,3 +350,21 @@ def test_every_categorised_article_reports_its_limiter_wait_as_a_metric(
     assert definitions["LimiterWait"] == "Milliseconds"
     waits = emf["LimiterWait"]
     assert len(waits) == 2 and all(wait >= 0 for wait in waits)
+
+
+def test_the_row_size_check_counts_the_rows_url_canonical_url_and_path(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an article whose URL and canonical URL (about 2 KB each) dominate its row, categorised
+    url = "https://news.example/" + "%C3%A9" * 330
+    assert invoke(categorize, sqs_event(article("big-1", url=url))) == {"batchItemFailures": []}
+    stored = stack.row("big-1")
+    assert stored is not None and stored["path"] and len(stored["canonical_url"]) > 1_900
+    calls = len(fake_openai.requests)
+    # WHEN the item limit is one byte below that stored row, and a same-sized article arrives
+    monkeypatch.setattr(service_module, "DYNAMODB_MAX_ITEM_BYTES", item_bytes(stored) - 1)
+    assert invoke(categorize, sqs_event(article("big-2", url=url))) == {"batchItemFailures": []}
+    # THEN the check before the call (which counts what build_result writes) dead-letters it, with no call
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "item_too_large"
+    assert len(fake_openai.requests) == calls and stack.row("big-2") is None

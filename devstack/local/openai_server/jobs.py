@@ -26,6 +26,9 @@ BASE_MODELS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18"
 ORGANIZATION = "local"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BASE_LEARNING_RATE = TrainConfig().learning_rate
+# Cap of the "auto" batch size, resolved and reported as OpenAI does; local.textmodel's SGD
+# steps once per example, so the batch size does not reach training.
+MAX_AUTO_BATCH_SIZE = 64
 
 Auto = Literal["auto"]
 
@@ -70,7 +73,7 @@ def resolve_hyperparameters(params: Hyperparameters, n_examples: int) -> dict[st
         else max(TrainConfig().epochs, min(25, math.ceil(3000 / n_examples))),
         "batch_size": params.batch_size
         if params.batch_size != "auto"
-        else max(1, min(TrainConfig().batch_size, n_examples // 50)),
+        else max(1, min(MAX_AUTO_BATCH_SIZE, n_examples // 50)),
         "learning_rate_multiplier": params.learning_rate_multiplier
         if params.learning_rate_multiplier != "auto"
         else 1.0,
@@ -238,7 +241,6 @@ class JobRunner:
 
         train_config = TrainConfig(
             epochs=epochs,
-            batch_size=resolved["batch_size"],
             learning_rate=BASE_LEARNING_RATE * resolved["learning_rate_multiplier"],
             seed=job["seed"],
         )

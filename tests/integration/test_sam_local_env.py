@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from categorizer.config import BackfillSettings, CategorizeSettings, EnvSettings, FineTuneSettings, IngestSettings
+from categorizer.config import (
+    BackfillSettings,
+    CategorizeSettings,
+    ChangeEventsSettings,
+    EnvSettings,
+    FineTuneSettings,
+    IngestSettings,
+    ReadSettings,
+)
 from local.containers import DOCKER_DESKTOP_HOST
 from local.stack import REPO_ROOT, OfflineStack, StackOptions
 from tools.sign_event import offline_stack_secret, sign_event
@@ -28,6 +36,8 @@ SETTINGS: dict[str, type[EnvSettings]] = {
     "categorize": CategorizeSettings,
     "finetune": FineTuneSettings,
     "backfill": BackfillSettings,
+    "read": ReadSettings,
+    "change_events": ChangeEventsSettings,
 }
 
 

@@ -233,7 +233,8 @@ def results_report(
 
 
 def events_report(received: Sequence[dict[str, Any]], shown: int = 5) -> list[str]:
-    """What the subscriber received: counts by type and the first few events."""
+    """What the subscriber received: counts by type and the first few events, each with its path
+    (tier 1 → leaf, by the taxonomy's ids: demo-2 has two levels)."""
     counts: dict[str, int] = defaultdict(int)
     for event in received:
         counts[event["detail-type"]] += 1
@@ -241,10 +242,9 @@ def events_report(received: Sequence[dict[str, Any]], shown: int = 5) -> list[st
     lines = ["", f"  change events a subscriber received (results bus → rule → SQS): {by_type}"]
     for event in received[:shown]:
         detail = event["detail"]
-        category = detail["category"] or {}
+        path = " > ".join(f"{tier['name']} ({tier['id']})" for tier in detail.get("path", [])) or "—"
         lines.append(
-            f"    {event['detail-type']:<22} {detail['article_id']:<14} revision {detail['revision']:<4}"
-            f" {category.get('name', '—')}"
+            f"    {event['detail-type']:<22} {detail['article_id']:<14} revision {detail['revision']:<4} {path}"
         )
     if len(received) > shown:
         lines.append(f"    … and {len(received) - shown} more")

@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 SHARED_TIKTOKEN := ../shared/data/tiktoken-cache
 
-.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-coldstart bench-parse bench-backfill bench-quality bench-shadow chaos bench bench-scenarios
+.PHONY: install lock test lint unit demo local-up build clean browser-deps test-browser bench-budget bench-finetune bench-overhead bench-coldstart bench-parse bench-backfill bench-read bench-quality bench-shadow chaos bench bench-scenarios
 
 # One pin for every package of the dev venv; the Lambda layer installs the same pins (make build),
 # so what deploys is what the tests ran (tests/unit/test_build.py checks the three agree).
@@ -174,6 +174,9 @@ bench-parse: install
 
 # 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
 # spikes and 429s; audits that nothing is lost (docs/ingest.md). ARGS="--articles 500" etc.
+bench-read: install
+	$(BIN)/python -m bench.read_latency $(ARGS)
+
 chaos: install
 	$(BIN)/python -m bench.chaos $(ARGS)
 

@@ -1,10 +1,10 @@
-"""`python -m tools COMMAND …`: operator commands (publish, sign-event, dlq, finetune, golden, review, …)."""
+"""`python -m tools COMMAND …`: operator commands (publish, sign-event, dlq, finetune, golden, review, erase, …)."""
 
 from __future__ import annotations
 
 import sys
 
-from tools import alarms, backfill, capacity, dlq, finetune, golden, publish, review, sign_event, taxonomy
+from tools import alarms, backfill, capacity, dlq, erase, finetune, golden, publish, review, sign_event, taxonomy
 
 COMMANDS = {
     "publish": publish.main,
@@ -17,6 +17,7 @@ COMMANDS = {
     "capacity": capacity.main,
     "taxonomy": taxonomy.main,
     "review": review.main,
+    "erase": erase.main,
 }
 
 

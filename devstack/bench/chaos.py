@@ -5,10 +5,14 @@
 2. turn on the server's faults: a share of 5xx errors, latency spikes, and a requests-per-minute
    limit that answers 429 with retry-after;
 3. publish N livedoor articles through the signed webhook, then an older version of some of them
-   (out of order) and a newer version of others;
-4. wait until the queue is drained and audit: every accepted (article, revision) is in
-   ResultsTable (that revision or a newer one) or in the DLQ with a reason; no row holds an
-   older revision than one that was accepted and not dead-lettered (a stale overwrite);
+   (out of order) and a newer version of others, then unpublish some and re-send an older
+   publish of those (it must not resurrect them);
+4. wait until the queue and the results stream are drained and audit: every accepted (article,
+   revision) is in ResultsTable (that revision or a newer one) or in the DLQ with a reason; no
+   row holds an older revision than one that was accepted and not dead-lettered (a stale
+   overwrite); no unpublished article is live again (`resurrected`); and the change events a
+   subscriber received (results bus → rule → SQS) match the final rows (`events_missing`) with
+   none for a stale or unchanged write (`events_spurious`);
 5. then the operator's recovery (`--no-redrive` skips it): faults off, the `retries_exhausted`
    dead letters redriven with the DLQ tool, drained and audited again.
 
@@ -36,10 +40,11 @@ import httpx2
 from pydantic import ValidationError
 
 from categorizer.ingest import webhook_secrets
-from categorizer.models import ArticleEvent
+from categorizer.models import parse_queue_message
 from local.demo_run import ensure_active_model
 from local.poller import MessageTrace
 from local.stack import OfflineStack, StackOptions
+from local.subscriber import Subscriber
 from tools.dlq import receive_all, redrive, release
 from tools.publish import PublishSummary, publish
 
@@ -84,6 +89,14 @@ def derived_versions(
     return older, newer
 
 
+def unpublishes(articles: Sequence[dict[str, Any]], share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(unpublish at version 4, a late publish of version 2 sent after it) for a share of the articles."""
+    step = max(1, round(1 / share))
+    chosen = articles[step // 3 :: step]
+    removed = [{"action": "unpublish", "article_id": a["article_id"], "version": 4} for a in chosen]
+    return removed, [dict(a) for a in chosen]
+
+
 def send(stack: OfflineStack, events: Sequence[dict[str, Any]]) -> tuple[PublishSummary, set[tuple[str, int]]]:
     """Publish through the webhook; returns the summary and the (article_id, revision) pairs accepted."""
     url = stack.http_api_urls["IngestApi"] + "/articles"
@@ -115,7 +128,7 @@ def locate_losses(lost: list[tuple[str, int]], traces: list[MessageTrace]) -> di
     seen: dict[tuple[str, int], list[MessageTrace]] = {}
     for trace in traces:
         try:
-            event = ArticleEvent.model_validate_json(trace.body)
+            event = parse_queue_message(trace.body)
         except ValidationError:
             continue
         seen.setdefault((event.article_id, event.revision), []).append(trace)
@@ -131,18 +144,83 @@ def locate_losses(lost: list[tuple[str, int]], traces: list[MessageTrace]) -> di
     return where
 
 
-def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]:
+def events_audit(final: dict[str, dict[str, Any]], received: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Change events against the final rows (docs/design.md invariant 9).
+
+    Missing: a row whose latest event does not say what the row says (a result's category; a
+    tombstone's removal, when a result had been told). Spurious: an event for no change — a
+    category "changed" to itself, or a second categorisation with an unchanged category and no
+    removal between (a stale or unchanged write told). Repeats of one event are at-least-once
+    delivery, not spurious.
+    """
+    by_article: dict[str, list[dict[str, Any]]] = {}
+    for event in received:
+        by_article.setdefault(event["detail"]["article_id"], []).append(event)
+    order = {"ArticleCategorized": 0, "ArticleCategoryChanged": 1, "ArticleRemoved": 2}
+    missing: list[str] = []
+    spurious: list[str] = []
+    for article_id, events in by_article.items():
+        distinct = {(e["detail-type"], e["detail"]["revision"]): e for e in events}
+        told = [distinct[key] for key in sorted(distinct, key=lambda k: (k[1], order[k[0]]))]
+        previous: dict[str, Any] | None = None
+        for event in told:
+            detail = event["detail"]
+            category = (detail["category"] or {}).get("id")
+            if event["detail-type"] == "ArticleCategoryChanged" and detail["previous_category"]["id"] == category:
+                spurious.append(f"{article_id}@{detail['revision']}")
+            if (
+                previous is not None
+                and event["detail-type"] != "ArticleRemoved"
+                and previous["detail-type"] != "ArticleRemoved"
+                and (previous["detail"]["category"] or {}).get("id") == category
+            ):
+                spurious.append(f"{article_id}@{detail['revision']}")
+            previous = event
+    for article_id, row in final.items():
+        events = by_article.get(article_id, [])
+        latest = max(events, key=lambda e: (e["detail"]["revision"], order[e["detail-type"]]), default=None)
+        if "removed_at" in row:
+            if latest is not None and not (
+                latest["detail-type"] == "ArticleRemoved" and latest["detail"]["revision"] == row["revision"]
+            ):
+                missing.append(article_id)
+        elif (
+            latest is None
+            or latest["detail-type"] == "ArticleRemoved"
+            or (latest["detail"]["category"]["id"] != row["category_id"])
+        ):
+            missing.append(article_id)
+    return {
+        "events_received": len(received),
+        "events_missing": len(missing),
+        "events_missing_examples": sorted(missing)[:10],
+        "events_spurious": len(spurious),
+        "events_spurious_examples": sorted(spurious)[:10],
+    }
+
+
+def audit(
+    stack: OfflineStack,
+    accepted: set[tuple[str, int]],
+    unpublished: set[tuple[str, int]] | None = None,
+    received: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     table = stack.session.resource("dynamodb", endpoint_url=stack.endpoints.aws_endpoint_url).Table(
         stack.provisioned.ref("ResultsTable")
     )
-    rows: dict[str, int] = {}
-    scan: dict[str, Any] = {"ConsistentRead": True, "ProjectionExpression": "article_id, revision"}
+    final: dict[str, dict[str, Any]] = {}
+    scan: dict[str, Any] = {
+        "ConsistentRead": True,
+        "ProjectionExpression": "article_id, revision, removed_at, category_id",
+    }
     while True:
         page = table.scan(**scan)
-        rows.update({str(item["article_id"]): int(str(item["revision"])) for item in page["Items"]})
+        # A row without a revision is a claim (a call under way when the run stopped), not a result.
+        final.update({str(item["article_id"]): item for item in page["Items"] if "revision" in item})
         if "LastEvaluatedKey" not in page:
             break
         scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    rows = {article_id: int(str(item["revision"])) for article_id, item in final.items()}
 
     dlq_url = stack.provisioned.ref("ArticleDLQ")
     sqs = stack.client("sqs")
@@ -152,7 +230,7 @@ def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]
     dead: set[tuple[str, int]] = set()
     for letter in letters:
         try:
-            event = ArticleEvent.model_validate_json(letter.message["Body"])
+            event = parse_queue_message(letter.message["Body"])
         except ValidationError:
             continue  # not an accepted event (none is expected here); counted by reason above
         dead.add((event.article_id, event.revision))
@@ -186,6 +264,13 @@ def audit(stack: OfflineStack, accepted: set[tuple[str, int]]) -> dict[str, Any]
         "lost_where_examples": {f"{a}@{r}": place for (a, r), place in sorted(where.items())[:10]},
         "stale_overwrites": len(stale),
         "stale_examples": stale[:10],
+        # Unpublished (and the unpublish not dead-lettered), yet the row is a live result.
+        "resurrected": sum(
+            1
+            for article_id, revision in (unpublished or set())
+            if (article_id, revision) not in dead and article_id in final and "removed_at" not in final[article_id]
+        ),
+        **(events_audit(final, received) if received is not None else {}),
     }
 
 
@@ -193,6 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     articles = load_articles(args.data, args.articles)
     older, newer = derived_versions(articles, args.version_share)
+    removals, late_publishes = unpublishes(articles, args.version_share)
     options = StackOptions(
         # Its own state and logs, so a demo or local-up running meanwhile is not disturbed.
         state_dir=REPO / ".local-state" / "chaos",
@@ -222,26 +308,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         configure_faults(stack.endpoints.openai_base_url, faults)
         say(f"faults on: {faults}")
         stack.serve_http_apis()
+        subscriber = Subscriber(stack)
         stack.start_pollers(warm=True)
         publish_started = time.monotonic()
         summaries: list[PublishSummary] = []
         accepted: set[tuple[str, int]] = set()
+        unpublished: set[tuple[str, int]] = set()
         for label, events in (("current", articles), ("older", older), ("newer", newer)):
             summary, ids = send(stack, events)
             summaries.append(summary)
             accepted |= ids
             say(f"published {len(events)} {label} events: {summary.to_json()['statuses']}")
+        # Unpublishes only once their articles are in: else the late publish could be queued first.
+        stack.wait_until_drained(args.drain_timeout)
+        for label, events in (("unpublish", removals), ("late older publish", late_publishes)):
+            summary, ids = send(stack, events)
+            summaries.append(summary)
+            accepted |= ids
+            if label == "unpublish":
+                unpublished = ids
+            say(f"sent {len(events)} {label} events: {summary.to_json()['statuses']}")
         drained = stack.wait_until_drained(args.drain_timeout)
         elapsed = time.monotonic() - publish_started
         calls = _openai_calls(stack.endpoints.openai_base_url)
-        result = audit(stack, accepted)
+        received = subscriber.received()
+        result = audit(stack, accepted, unpublished, received)
         stats = [poller.stats for poller in stack.pollers]
-        recovery = recover(stack, accepted, args.drain_timeout) if args.redrive else None
+        recovery = (
+            recover(stack, accepted, unpublished, subscriber, received, args.drain_timeout) if args.redrive else None
+        )
 
     distinct_articles = len({article_id for article_id, _ in accepted})
     return {
         "articles": len(articles),
-        "events_sent": len(articles) + len(older) + len(newer),
+        "events_sent": len(articles) + len(older) + len(newer) + len(removals) + len(late_publishes),
+        "unpublishes_accepted": len(unpublished),
         "events_accepted": len(accepted),
         "events_not_accepted": sum(s.rejected + s.failed for s in summaries),
         "ingest_statuses": dict(sum((Counter(s.statuses) for s in summaries), Counter())),
@@ -259,7 +360,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def recover(stack: OfflineStack, accepted: set[tuple[str, int]], drain_timeout: float) -> dict[str, Any]:
+def recover(
+    stack: OfflineStack,
+    accepted: set[tuple[str, int]],
+    unpublished: set[tuple[str, int]],
+    subscriber: Subscriber,
+    received: list[dict[str, Any]],
+    drain_timeout: float,
+) -> dict[str, Any]:
     """The operator's path once the cause is gone: faults off, `tools dlq redrive`, audit again."""
     assert stack.endpoints.openai_base_url is not None
     configure_faults(stack.endpoints.openai_base_url, {"error_rate": 0.0, "spike_rate": 0.0, "rpm": 0})
@@ -271,7 +379,8 @@ def recover(stack: OfflineStack, accepted: set[tuple[str, int]], drain_timeout: 
     )
     say(f"faults off; redrove {sum(moved.values())} dead letters: {dict(moved)}")
     drained = stack.wait_until_drained(drain_timeout)
-    return {"redriven": sum(moved.values()), "drained": drained, **audit(stack, accepted)}
+    everything = [*received, *subscriber.received()]
+    return {"redriven": sum(moved.values()), "drained": drained, **audit(stack, accepted, unpublished, everything)}
 
 
 def _admin_url(base_url: str, path: str) -> str:
@@ -310,7 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(args)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     audits = [summary, summary.get("after_faults_off_and_redrive") or summary]
-    ok = all(a["drained"] and a["lost"] == 0 and a["stale_overwrites"] == 0 for a in audits)
+    ok = all(
+        a["drained"]
+        and a["lost"] == 0
+        and a["stale_overwrites"] == 0
+        and a["resurrected"] == 0
+        and a["events_missing"] == 0
+        and a["events_spurious"] == 0
+        for a in audits
+    )
     return 0 if ok and all(a["dlq_without_reason"] == 0 for a in audits) else 1
 
 

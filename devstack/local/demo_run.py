@@ -1,13 +1,15 @@
 """`make demo`: the whole system offline, start to finish, with a results table.
 
 1. start the offline stack (moto + the OpenAI-compatible server + template.yaml's resources);
-2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-1) into training
+2. split the labelled demo corpus (local/demo/articles.jsonl, taxonomy demo-2) into training
    and held-out articles; the training part becomes the pipeline bucket's labels, the held-out
    part the golden set, and a run of the fine-tuning state machine exports, fine-tunes,
    evaluates (report.html, fetched to .local-state/reports/) and promotes the model;
 3. publish the held-out articles through the CMS webhook (HttpApi → IngestFunction → SQS),
    categorised by CategorizeFunction behind the Lambda-like SQS poller into ResultsTable;
-4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices.
+4. print each result, held-out accuracy, throughput, tokens and the cost at OpenAI prices,
+   and the change events a subscriber received (ResultsTable's stream → ChangeEventsFunction →
+   the results bus → a rule → SQS).
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ from categorizer.pricing import Prices
 from categorizer.taxonomy import Taxonomy, bundled_taxonomy
 from local.review_auth import REVIEW_PAGE_SIGN_IN
 from local.stack import STATE_DIR, OfflineStack, StackOptions
+from local.subscriber import Subscriber
 from tools.finetune import fetch_report, follow, import_labels
 from tools.publish import publish
 
 CORPUS = Path(__file__).resolve().parent / "demo" / "articles.jsonl"
-TAXONOMY_VERSION = "demo-1"
+TAXONOMY_VERSION = "demo-2"
 HELD_OUT_FRACTION = 0.25
 SEED = 7
 N_EPOCHS = 3
@@ -253,6 +256,25 @@ def results_report(
     return lines, correct
 
 
+def events_report(received: Sequence[dict[str, Any]], shown: int = 5) -> list[str]:
+    """What the subscriber received: counts by type and the first few events, each with its path
+    (tier 1 → leaf, by the taxonomy's ids: demo-2 has two levels)."""
+    counts: dict[str, int] = defaultdict(int)
+    for event in received:
+        counts[event["detail-type"]] += 1
+    by_type = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items())) or "none"
+    lines = ["", f"  change events a subscriber received (results bus → rule → SQS): {by_type}"]
+    for event in received[:shown]:
+        detail = event["detail"]
+        path = " > ".join(f"{tier['name']} ({tier['id']})" for tier in detail.get("path", [])) or "—"
+        lines.append(
+            f"    {event['detail-type']:<22} {detail['article_id']:<14} revision {detail['revision']:<4} {path}"
+        )
+    if len(received) > shown:
+        lines.append(f"    … and {len(received) - shown} more")
+    return lines
+
+
 def run() -> int:
     started = time.monotonic()
     taxonomy = bundled_taxonomy(TAXONOMY_VERSION)
@@ -280,6 +302,7 @@ def run() -> int:
             f"  review page (while the demo runs; `make local-up` keeps one): "
             f"{stack.local_outputs()['ReviewApiUrl']}/review; {REVIEW_PAGE_SIGN_IN}"
         )
+        subscriber = Subscriber(stack)
         stack.start_pollers()
         publish_started = time.monotonic()
         accepted = publish_articles(stack, held_out)
@@ -302,6 +325,7 @@ def run() -> int:
         }
         dead_letters = stack.queue_depth(stack.provisioned.ref("ArticleDLQ"))
         stats = [poller.stats for poller in stack.pollers]
+        received = subscriber.received()
 
     say("[4/4] results (held-out articles)")
     lines, correct = results_report(results, held_out, taxonomy)
@@ -331,7 +355,10 @@ def run() -> int:
     )
     say(f"  dead-lettered: {dead_letters}; total time {time.monotonic() - started:.0f} s")
     say(f"  evaluation report (candidate and active model, golden and validation sets): {tuned.report_path}")
-    ok = drained and len(results) == len(held_out) and dead_letters == 0
+    for line in events_report(received):
+        say(line)
+    told = {e["detail"]["article_id"] for e in received if e["detail-type"] == "ArticleCategorized"}
+    ok = drained and len(results) == len(held_out) and dead_letters == 0 and told == set(results)
     if not ok:
         say("demo FAILED: not every held-out article was categorised (logs: .local-state/logs/)")
     return 0 if ok else 1

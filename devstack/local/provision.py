@@ -67,6 +67,21 @@ class RouteAuth(_Frozen):
     audience: tuple[str, ...] = ()
 
 
+class StreamEventSource(_Frozen):
+    """A DynamoDB stream event source mapping (Lambda's semantics: devstack/local/stream_poller.py)."""
+
+    function_id: str
+    event_name: str
+    stream_arn: str
+    starting_position: str
+    batch_size: int
+    report_batch_item_failures: bool
+    bisect_on_error: bool
+    maximum_retry_attempts: int  # -1: until the record expires
+    on_failure_arn: str | None
+    enabled: bool
+
+
 class HttpRoute(_Frozen):
     function_id: str
     api_id: str  # logical id of the HttpApi (ServerlessHttpApi when implicit)
@@ -96,6 +111,7 @@ class ProvisionedStack(_Frozen):
     resources: dict[str, Provisioned]
     functions: dict[str, FunctionSpec]
     sqs_event_sources: list[SqsEventSource]
+    stream_event_sources: list[StreamEventSource]
     http_routes: list[HttpRoute]
     outputs: dict[str, str]
 
@@ -160,6 +176,7 @@ PROVISIONERS = {
     "AWS::Events::Rule": "_events_rule",
     "AWS::Cognito::UserPool": "_user_pool",
     "AWS::Cognito::UserPoolClient": "_user_pool_client",
+    "AWS::Events::EventBus": "_event_bus",
 }
 SUPPORTED_TYPES = frozenset(PROVISIONERS)
 
@@ -192,6 +209,7 @@ class Provisioner:
         self._layer_dirs: dict[str, Path] = {}
         self._functions: dict[str, FunctionSpec] = {}
         self._event_sources: list[SqsEventSource] = []
+        self._stream_sources: list[StreamEventSource] = []
         self._routes: list[HttpRoute] = []
         # HttpApi logical id → (its authorizers by name, its default authorizer).
         self._api_auth: dict[str, tuple[dict[str, RouteAuth], str | None]] = {}
@@ -228,6 +246,7 @@ class Provisioner:
             resources=dict(self._done),
             functions=dict(self._functions),
             sqs_event_sources=list(self._event_sources),
+            stream_event_sources=list(self._stream_sources),
             http_routes=list(self._routes),
             outputs=outputs,
         )
@@ -517,6 +536,22 @@ class Provisioner:
                     enabled=_as_bool(props.get("Enabled", True)),
                 )
             )
+        elif event["Type"] == "DynamoDB":
+            on_failure = (props.get("DestinationConfig") or {}).get("OnFailure") or {}
+            self._stream_sources.append(
+                StreamEventSource(
+                    function_id=function_id,
+                    event_name=event_name,
+                    stream_arn=str(props["Stream"]),
+                    starting_position=str(props.get("StartingPosition", "LATEST")),
+                    batch_size=int(props.get("BatchSize", 100)),
+                    report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                    bisect_on_error=_as_bool(props.get("BisectBatchOnFunctionError", False)),
+                    maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
+                    on_failure_arn=str(on_failure["Destination"]) if "Destination" in on_failure else None,
+                    enabled=_as_bool(props.get("Enabled", True)),
+                )
+            )
         elif event["Type"] == "HttpApi":
             api = event.get("Properties", {}).get("ApiId")
             api_id = api["Ref"] if isinstance(api, dict) else "ServerlessHttpApi"
@@ -718,18 +753,25 @@ class Provisioner:
         client = self._client("cognito-idp").create_user_pool_client(**request)["UserPoolClient"]
         return Provisioned(ref=client["ClientId"], attributes={"ClientId": client["ClientId"]})
 
+    def _event_bus(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
+        props = self.resolver.resolve(raw)
+        name = props.get("Name") or self._name(logical_id, 256)
+        arn = self._client("events").create_event_bus(Name=name)["EventBusArn"]
+        return Provisioned(ref=name, attributes={"Arn": arn, "Name": name})
+
     def _events_rule(self, logical_id: str, raw: dict[str, Any]) -> Provisioned:
         props = self.resolver.resolve(raw)
         name = props.get("Name") or self._name(logical_id, 64)
         events = self._client("events")
         rule: dict[str, Any] = {"Name": name, "State": props.get("State", "ENABLED")}
-        for key in ("EventPattern", "ScheduleExpression", "Description"):
+        for key in ("EventPattern", "ScheduleExpression", "Description", "EventBusName"):
             if key in props:
                 rule[key] = json.dumps(props[key]) if key == "EventPattern" else props[key]
         arn = events.put_rule(**rule)["RuleArn"]
         targets = props.get("Targets") or []
         if targets:
-            events.put_targets(Rule=name, Targets=targets)
+            bus = {"EventBusName": props["EventBusName"]} if "EventBusName" in props else {}
+            events.put_targets(Rule=name, Targets=targets, **bus)
         return Provisioned(ref=name, attributes={"Arn": arn})
 
 

@@ -31,6 +31,7 @@ from local.openai_server import OpenAIServerConfig, ServerHandle, serve_in_threa
 from local.poller import SqsPoller, mapping_concurrency
 from local.provision import FunctionSpec, HttpRoute, ProvisionedStack, Provisioner
 from local.runtime import Endpoints, FunctionPool, Invocation, function_environment
+from local.stream_poller import StreamPoller
 from local.tiktoken_cache import ensure_tiktoken_cache_dir
 from tools.stack import default_stack_name
 
@@ -107,6 +108,7 @@ class OfflineStack:
         self._stoppers = stoppers or []
         self._pools: list[FunctionPool] = []
         self.pollers: list[SqsPoller] = []
+        self.stream_pollers: list[StreamPoller] = []
         self._gateways: list[HttpApiGateway] = []
         # logical id → the environments that serve moto's Lambda Invoke (Step Functions tasks).
         self._invoke_pools: dict[str, FunctionPool] = {}
@@ -306,6 +308,21 @@ class OfflineStack:
             poller = SqsPoller(source, pool, self._sqs_client, self.endpoints.region)
             poller.start()
             self.pollers.append(poller)
+        for stream_source in self.provisioned.stream_event_sources:
+            if not stream_source.enabled:
+                continue
+            stream_pool = self.pool(stream_source.function_id, 1)  # one batch per shard at a time
+            if warm:
+                stream_pool.warm()
+            stream_poller = StreamPoller(
+                stream_source,
+                stream_pool,
+                lambda: self.client("dynamodbstreams"),
+                self._sqs_client,
+                self.endpoints.region,
+            )
+            stream_poller.start()
+            self.stream_pollers.append(stream_poller)
         return self.pollers
 
     def serve_http_apis(self, instances: int = 2) -> dict[str, str]:
@@ -359,6 +376,9 @@ class OfflineStack:
         for poller in self.pollers:
             poller.stop()
         self.pollers.clear()
+        for stream_poller in self.stream_pollers:
+            stream_poller.stop()
+        self.stream_pollers.clear()
 
     def queue_depth(self, queue_url: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(
@@ -374,15 +394,21 @@ class OfflineStack:
     def wait_until_drained(
         self, timeout: float, progress: Callable[[int], None] | None = None, interval: float = 0.5
     ) -> bool:
-        """Wait until every polled queue is empty (nothing visible, in flight or delayed)."""
+        """Wait until every polled queue is empty (nothing visible, in flight or delayed) and every stream read."""
         deadline = time.monotonic() + timeout
         sqs_urls = [poller.source.queue_url for poller in self.pollers]
+        drained_at: float | None = None
         while time.monotonic() < deadline:
             depth = sum(self.queue_depth(url) for url in sqs_urls)
             if progress is not None:
                 progress(depth)
             if depth == 0 and not any(poller.busy for poller in self.pollers):
-                return True
+                # Rows written until now reach the stream consumers: wait for a read after this moment.
+                drained_at = drained_at if drained_at is not None else time.monotonic()
+                if all(poller.caught_up_since(drained_at) for poller in self.stream_pollers):
+                    return True
+            else:
+                drained_at = None
             time.sleep(interval)
         return False
 

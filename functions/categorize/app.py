@@ -34,7 +34,13 @@ from categorizer.config import CategorizeSettings
 from categorizer.dlq import DeadLetterQueue
 from categorizer.errors import PermanentError, redact
 from categorizer.limiter import RateLimiter
-from categorizer.models import ArticleEvent, describe_validation_error, is_article_id
+from categorizer.models import (
+    ArticleEvent,
+    UnpublishEvent,
+    describe_validation_error,
+    is_article_id,
+    parse_queue_message,
+)
 from categorizer.openai_client import OpenAIClientProvider
 from categorizer.pricing import Prices
 from categorizer.service import BatchScope, CategorizeService, Outcome
@@ -189,7 +195,7 @@ async def _dead_letter(record: SQSRecord, reason: str, detail: str, receive_coun
     logger.warning("dead-lettered", extra={**_log_keys(record), "reason": reason, "detail": redact(detail)})
 
 
-def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) -> None:
+def _record_outcome(record: SQSRecord, article: ArticleEvent | UnpublishEvent, outcome: Outcome) -> None:
     log: dict[str, object] = {
         **_log_keys(record),
         "article_id": article.article_id,
@@ -198,6 +204,8 @@ def _record_outcome(record: SQSRecord, article: ArticleEvent, outcome: Outcome) 
     }
     if outcome.status == "stale":
         metrics.add_metric(name="StaleSkipped", unit=MetricUnit.Count, value=1)
+    elif outcome.status == "removed":
+        metrics.add_metric(name="ArticlesRemoved", unit=MetricUnit.Count, value=1)
     elif outcome.status == "unchanged":
         metrics.add_metric(name="UnchangedSkipped", unit=MetricUnit.Count, value=1)
     if outcome.result is not None and outcome.classification is not None:
@@ -248,7 +256,7 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
     validation_bound = min(VALIDATION_SECONDS, budget)
     try:
         async with asyncio.timeout(validation_bound):
-            article = await asyncio.to_thread(ArticleEvent.model_validate_json, record.body)
+            article = await asyncio.to_thread(parse_queue_message, record.body)
     except ValidationError as error:
         await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
@@ -261,10 +269,13 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
         return
     try:
         async with asyncio.timeout_at(deadline):
-            active = await asyncio.to_thread(
-                read_active_model, settings.active_model_parameter, settings.config_cache_seconds
-            )
-            outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
+            if isinstance(article, UnpublishEvent):
+                outcome = await service.unpublish(article)
+            else:
+                active = await asyncio.to_thread(
+                    read_active_model, settings.active_model_parameter, settings.config_cache_seconds
+                )
+                outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
     except PermanentError as error:
         await _dead_letter(record, error.reason, error.detail, receive_count)
         return
@@ -272,6 +283,8 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
         await _transient_failure(record, error, receive_count)
         return
     _record_outcome(record, article, outcome)
+    if isinstance(article, UnpublishEvent):
+        return  # a tombstone has no answer for a candidate to compare
     # After the result is stored and counted, outside the record's try: the candidate can only log
     # and count, never fail or retry the record. Bounded to end before the record's deadline.
     seconds = min(settings.shadow_timeout_seconds, deadline - asyncio.get_running_loop().time())

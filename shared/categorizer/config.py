@@ -214,6 +214,16 @@ class IngestSettings(EnvSettings):
     max_batch_items: int = Field(default=100, alias="MAX_BATCH_ITEMS", ge=1, le=500)
 
 
+class ReadSettings(EnvSettings):
+    results_table_name: DynamoDBTableName = Field(alias="RESULTS_TABLE_NAME")
+    # Cache-Control max-age of 200, 304 and 410 answers (template parameter ReadCacheMaxAgeSeconds).
+    cache_max_age_seconds: int = Field(default=60, alias="READ_CACHE_MAX_AGE_SECONDS", ge=0, le=86_400)
+
+
+class ChangeEventsSettings(EnvSettings):
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._/-]+$")
+
+
 class FineTuneSettings(OpenAISettings):
     """The fine-tuning pipeline's task functions (one settings class: they share one module)."""
 

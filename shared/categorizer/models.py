@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeGuard
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from categorizer.text import html_to_text, looks_like_html, normalize_text
+from categorizer.urls import InvalidUrl, canonical_url
 
 MAX_TITLE_CHARS = 1_000
 # SQS messages are at most 256 KiB; the body limit leaves room for the rest of the event.
@@ -62,17 +63,15 @@ def _reject_control_characters(value: str) -> str:
     return value
 
 
-def _http_url(value: str) -> str:
-    """An absolute http(s) URL with a host, no whitespace or control characters, no credentials."""
-    _reject_control_characters(value)
-    if any(character.isspace() for character in value):
-        raise ValueError("must not contain whitespace (percent-encode it)")
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError("must be an absolute http:// or https:// URL with a host")
-    if "@" in parts.netloc:
-        # Stored rows are served to readers: a URL never carries user:password.
-        raise ValueError("must not carry credentials (user:password@)")
+def _http_url(value: Any) -> Any:
+    """An absolute http(s) URL with a canonical form: categorizer.urls holds the one set of URL rules
+    (whitespace, control characters, credentials, host), and the row is found by that form."""
+    if not isinstance(value, str):
+        return value  # the strict str type refuses it
+    try:
+        canonical_url(value)
+    except InvalidUrl as error:
+        raise ValueError(str(error)) from None
     return value
 
 
@@ -85,6 +84,17 @@ def _rfc3339(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-11-25T08:00:00Z")
+
+
+def _orderable_update_time(value: datetime | None) -> datetime | None:
+    """`updated_at` orders revisions in milliseconds since 1970: it needs its time zone and that range."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
+    if value < _EARLIEST_UPDATE:
+        raise ValueError("must be 1970-01-01T00:00:00Z or later (revisions count milliseconds since then)")
+    return value
 
 
 HttpUrl = Annotated[str, BeforeValidator(_http_url)]
@@ -128,13 +138,7 @@ class ArticleEvent(BaseModel):
     @field_validator("updated_at")
     @classmethod
     def _timezone_aware(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("must carry a time zone, e.g. 2026-11-25T08:00:00Z")
-        if value < _EARLIEST_UPDATE:
-            raise ValueError("must be 1970-01-01T00:00:00Z or later (revisions count milliseconds since then)")
-        return value
+        return _orderable_update_time(value)
 
     @model_validator(mode="after")
     def _derive_text(self) -> ArticleEvent:
@@ -152,11 +156,76 @@ class ArticleEvent(BaseModel):
         return self._text
 
     @property
+    def canonical_url(self) -> str:
+        """The key of the by-URL index (categorizer.urls)."""
+        return canonical_url(self.url)
+
+    @property
     def revision(self) -> int:
-        if self.version is not None:
-            return self.version
-        assert self.updated_at is not None  # guaranteed by _derive_text
-        return int(self.updated_at.timestamp() * 1000)
+        return revision_of(self.version, self.updated_at)
+
+
+def revision_of(version: int | None, updated_at: datetime | None) -> int:
+    """The ordering key of an article's revisions: `version`, else `updated_at` in milliseconds."""
+    if version is not None:
+        return version
+    assert updated_at is not None  # the models require one of the two
+    return int(updated_at.timestamp() * 1000)
+
+
+class UnpublishEvent(BaseModel):
+    """The CMS took the article down: an ingest payload item and its SQS message body (docs/ingest.md).
+
+    A revision like a publish (docs/design.md invariant 10): the row becomes a tombstone at it,
+    an older publish arriving later is refused, a newer one brings the article back.
+    """
+
+    # The article event's rules (strict types, nothing trimmed, the same id, URL and time rules).
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    action: Literal["unpublish"]
+    article_id: ArticleId
+    version: int | None = Field(default=None, ge=0, le=2**53)
+    updated_at: UpdatedAt | None = None
+    # Optional: lets the by-URL lookup answer 410 for an article the table never had.
+    url: HttpUrl | None = Field(default=None, min_length=1, max_length=MAX_URL_CHARS)
+
+    @field_validator("updated_at")
+    @classmethod
+    def _timezone_aware(cls, value: datetime | None) -> datetime | None:
+        return _orderable_update_time(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UnpublishEvent:
+        if self.version is None and self.updated_at is None:
+            raise ValueError("either version or updated_at is required (it orders the article's revisions)")
+        return self
+
+    @property
+    def revision(self) -> int:
+        return revision_of(self.version, self.updated_at)
+
+
+def is_unpublish(document: object) -> bool:
+    """Whether a payload item or queue message is an unpublish (`"action": "unpublish"`)."""
+    return isinstance(document, Mapping) and document.get("action") == "unpublish"
+
+
+class _MessageShape(BaseModel):
+    """What tells an ArticleQueue message's two shapes apart: only `action`."""
+
+    action: object = None
+
+
+def parse_queue_message(body: str) -> ArticleEvent | UnpublishEvent:
+    """An ArticleQueue message body; ValidationError when it is neither shape.
+
+    pydantic's own JSON parser both times (not json.loads): its nesting limit turns a deeply
+    nested body into a ValidationError, where json.loads would raise RecursionError.
+    """
+    if is_unpublish(_MessageShape.model_validate_json(body).model_dump()):
+        return UnpublishEvent.model_validate_json(body)
+    return ArticleEvent.model_validate_json(body)
 
 
 class Prediction(BaseModel):
@@ -176,6 +245,13 @@ REVIEW_PENDING = "pending"
 _REVIEW_ATTRIBUTES = ("review_queue", "review_queued_at", "review_reason")
 
 
+class PathNode(BaseModel):
+    """One tier of a result's category path: the taxonomy's id (IAB's Unique ID for iab-3.1) and name."""
+
+    id: str
+    name: str
+
+
 class CategorizationResult(BaseModel):
     """The row stored in ResultsTable (one per article: its latest revision)."""
 
@@ -186,6 +262,8 @@ class CategorizationResult(BaseModel):
     taxonomy_version: str
     category_id: str
     category_name: str
+    # Tier 1 down to the category (Taxonomy.path); rows written before paths existed have none.
+    path: list[PathNode] = Field(default_factory=list)
     label: str
     probability: float
     coverage: float
@@ -196,6 +274,7 @@ class CategorizationResult(BaseModel):
     cost_usd: float
     truncated: bool
     url: str
+    canonical_url: str  # the by-URL index's key (categorizer.urls)
     title: str
     site: str | None = None
     language: str | None = None

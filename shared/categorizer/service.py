@@ -38,17 +38,20 @@ from categorizer.models import (
     ActiveModel,
     ArticleEvent,
     CategorizationResult,
+    PathNode,
     Prediction,
     ResultSource,
+    UnpublishEvent,
 )
 from categorizer.prompt import Prompt, model_input, prompt_from_input
 from categorizer.review.queue import queue_timestamp, review_reason
 from categorizer.shadow import ShadowOutcome, ShadowTraffic
 from categorizer.store import DYNAMODB_MAX_ITEM_BYTES, Claim, ResultStore, StoredState, item_bytes, result_item
-from categorizer.taxonomy import Taxonomy
+from categorizer.taxonomy import Category, Taxonomy
 from categorizer.textstore import StoredText, TextStore
+from categorizer.urls import canonical_url
 
-Status = Literal["categorized", "unchanged", "stale"]
+Status = Literal["categorized", "unchanged", "stale", "removed"]
 _CLAIM_POLL_SECONDS = 0.2
 _CLAIM_ATTEMPTS = 3
 
@@ -109,6 +112,11 @@ class CategorizeService:
     def batch_scope(self, article_ids: list[str]) -> BatchScope:
         """The batch's rows in BatchGetItem calls instead of one GetItem per record."""
         return BatchScope(self._store.states(article_ids) if article_ids else {})
+
+    async def unpublish(self, event: UnpublishEvent) -> Outcome:
+        """Tombstone the row at the event's revision (docs/design.md invariant 10); no OpenAI call."""
+        removed = await asyncio.to_thread(self._store.unpublish, event.article_id, event.revision, event.url)
+        return Outcome("removed" if removed else "stale")
 
     async def categorize(
         self, article: ArticleEvent, active: ActiveModel, taxonomy: Taxonomy, scope: BatchScope | None = None
@@ -226,8 +234,8 @@ class CategorizeService:
         fingerprint = text.content_hash
         if state is None or state.revision is None:
             return None
-        if state.revision > article.revision:
-            return Outcome("stale")
+        if state.revision > article.revision or (state.removed and state.revision == article.revision):
+            return Outcome("stale")  # a tombstone wins a tie (docs/design.md invariant 10)
         if not state.unchanged(fingerprint, model_id):
             return None
         if state.revision == article.revision:
@@ -256,10 +264,15 @@ class CategorizeService:
         """The row this record would write fits DynamoDB's item limit, with the largest predictions the
         taxonomy allows: checked before the call, so an article whose row cannot be stored is
         dead-lettered once instead of paying for a call on every receive. The model's fields are
-        bounded so that it always fits; this keeps it so if a field grows."""
-        widest = taxonomy.widest_category
-        worst = Prediction(label=widest.label, category_id=widest.id, name=widest.name, probability=1.0)
-        decoded = Decoded(predictions=[worst] * max(1, self._classifier.top_k), coverage=1.0)
+        bounded so that it always fits; this keeps it so if a field grows. The row's own attributes
+        (url and canonical_url, the path) are counted as build_result writes them."""
+
+        def prediction(category: Category) -> Prediction:
+            return Prediction(label=category.label, category_id=category.id, name=category.name, probability=1.0)
+
+        # The best prediction also names the row's path (tier 1 → leaf), the others only themselves.
+        others = [prediction(taxonomy.widest_category)] * (max(1, self._classifier.top_k) - 1)
+        decoded = Decoded(predictions=[prediction(taxonomy.deepest_category), *others], coverage=1.0)
         largest = Classification(decoded, active.model_id, 2**53, 2**53, 1e9, 0.0, 0.0)
         result = build_result(
             text, active.model_id, taxonomy, largest, self._low_confidence_threshold, "live", self._review_sample_share
@@ -322,6 +335,7 @@ def build_result(
         taxonomy_version=taxonomy.version,
         category_id=best.category_id,
         category_name=best.name,
+        path=[PathNode(id=tier.id, name=tier.name) for tier in taxonomy.path(best.category_id)],
         label=best.label,
         probability=best.probability,
         coverage=classification.decoded.coverage,
@@ -332,6 +346,7 @@ def build_result(
         cost_usd=classification.cost_usd,
         truncated=text.truncated,
         url=text.url,
+        canonical_url=canonical_url(text.url),
         title=text.title[:300],
         site=text.site,
         language=text.language,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from categorizer.models import CategorizationResult, ShadowAnswer
+from categorizer.urls import canonical_url
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -76,12 +78,31 @@ class StoredState:
     content_hash: str | None
     model_id: str | None
     claim: Claim | None = None
+    removed: bool = False  # a tombstone: unpublished at `revision`
 
     def unchanged(self, content_hash: str, model_id: str) -> bool:
         return self.content_hash == content_hash and self.model_id == model_id
 
 
-_STATE_ATTRIBUTES = "article_id, revision, content_hash, model_id, claim_hash, claim_model, claim_expires_at"
+_STATE_ATTRIBUTES = (
+    "article_id, revision, content_hash, model_id, claim_hash, claim_model, claim_expires_at, removed_at"
+)
+# A write at `:revision` may replace the row: none or a claim, an older revision, or a result
+# (not a tombstone) at the same revision. A tombstone wins a tie (docs/design.md invariant 10).
+_NOT_NEWER = (
+    "(attribute_not_exists(revision) OR revision < :revision"
+    " OR (revision = :revision AND attribute_not_exists(removed_at)))"
+)
+# A model's result also leaves a person's decision on the same revision alone (docs/review.md).
+_NOT_NEWER_UNREVIEWED = (
+    "(attribute_not_exists(revision) OR revision < :revision"
+    " OR (revision = :revision AND attribute_not_exists(removed_at) AND attribute_not_exists(review.category_id)))"
+)
+# What a tombstone drops of a result: all but the key, the revision and the URL (410 by URL).
+_RESULT_ONLY = sorted(
+    (set(CategorizationResult.model_fields) - {"article_id", "revision", "url", "canonical_url"})
+    | {"claim_hash", "claim_model", "claim_expires_at"}
+)
 # BatchGetItem reads at most 100 keys per call.
 _BATCH_GET_KEYS = 100
 _UNPROCESSED_RETRIES = 5
@@ -98,6 +119,7 @@ def _state(item: Mapping[str, Any]) -> StoredState:
         str(item["content_hash"]) if "content_hash" in item else None,
         str(item["model_id"]) if "model_id" in item else None,
         claim,
+        removed="removed_at" in item,
     )
 
 
@@ -130,29 +152,8 @@ class ResultStore:
         """The rows of many articles in BatchGetItem calls (consistent reads); None where there is none."""
         wanted = list(dict.fromkeys(article_ids))
         found: dict[str, StoredState | None] = dict.fromkeys(wanted)
-        # The table's client is the resource's: it (de)serialises attribute values itself.
-        resource = self._table.meta.client
-        table_name = self._table.name
-        for start in range(0, len(wanted), _BATCH_GET_KEYS):
-            keys = wanted[start : start + _BATCH_GET_KEYS]
-            request: Mapping[str, Any] = {
-                table_name: {
-                    "Keys": [{"article_id": article_id} for article_id in keys],
-                    "ProjectionExpression": _STATE_ATTRIBUTES,
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(_UNPROCESSED_RETRIES + 1):
-                response = resource.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(table_name, []):
-                    found[str(item["article_id"])] = _state(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                # DynamoDB returns unprocessed keys under load; back off before asking again.
-                time.sleep(0.05 * 2**attempt)
-            if request:
-                raise RuntimeError(f"BatchGetItem left {len(request[table_name]['Keys'])} keys unprocessed")
+        for item in batch_get_rows(self._table, wanted, projection=_STATE_ATTRIBUTES, consistent=True):
+            found[str(item["article_id"])] = _state(item)
         return found
 
     def claim(
@@ -172,8 +173,7 @@ class ResultStore:
                 Key={"article_id": article_id},
                 UpdateExpression="SET claim_hash = :hash, claim_model = :model, claim_expires_at = :expires",
                 ConditionExpression=(
-                    "(attribute_not_exists(revision) OR revision <= :revision)"
-                    " AND NOT (content_hash = :hash AND model_id = :model)"
+                    _NOT_NEWER + " AND NOT (content_hash = :hash AND model_id = :model)"
                     " AND (attribute_not_exists(claim_expires_at) OR claim_expires_at < :now"
                     " OR claim_hash <> :hash OR claim_model <> :model)"
                 ),
@@ -227,12 +227,37 @@ class ResultStore:
         try:
             self._table.put_item(
                 Item=result_item(result),
-                # A claim-only row has no revision: the result replaces it, claim and all.
-                ConditionExpression=(
-                    "attribute_not_exists(revision) OR revision < :revision"
-                    " OR (revision = :revision AND attribute_not_exists(review.category_id))"
-                ),
+                # A claim-only row has no revision: the result replaces it, claim and all; a
+                # tombstone at an older revision too (a newer publish brings the article back).
+                ConditionExpression=_NOT_NEWER_UNREVIEWED,
                 ExpressionAttributeValues={":revision": result.revision},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def unpublish(self, article_id: str, revision: int, url: str | None = None) -> bool:
+        """Make the row a tombstone at `revision`; False when the row is newer or already that tombstone.
+
+        An update, not a put: the URL stays, so the by-URL index answers 410 for it too.
+        """
+        values: dict[str, Any] = {":revision": revision, ":removed_at": datetime.now(UTC).isoformat()}
+        # Names, not the attributes themselves: some (language, url) are DynamoDB reserved words.
+        names = {f"#{name}": name for name in _RESULT_ONLY}
+        updates = "SET revision = :revision, removed_at = :removed_at"
+        if url is not None:  # an unknown article: the tombstone keeps the URL the CMS gave
+            names |= {"#url": "url", "#canonical_url": "canonical_url"}
+            values |= {":url": url, ":canonical": canonical_url(url)}
+            updates += ", #url = if_not_exists(#url, :url), #canonical_url = if_not_exists(#canonical_url, :canonical)"
+        try:
+            self._table.update_item(
+                Key={"article_id": article_id},
+                UpdateExpression=f"{updates} REMOVE {', '.join(f'#{name}' for name in _RESULT_ONLY)}",
+                ConditionExpression=_NOT_NEWER,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -280,6 +305,36 @@ class ResultStore:
                 return False
             raise
         return True
+
+
+def batch_get_rows(
+    table: Table, article_ids: Sequence[str], *, projection: str | None = None, consistent: bool = False
+) -> list[dict[str, Any]]:
+    """The rows of these articles (any order; absent ones left out), 100 keys per BatchGetItem call.
+
+    DynamoDB may return some keys unprocessed under load: they are asked for again with backoff.
+    """
+    rows: list[dict[str, Any]] = []
+    # The table's client is the resource's: it (de)serialises attribute values itself.
+    client = table.meta.client
+    for start in range(0, len(article_ids), _BATCH_GET_KEYS):
+        keys: dict[str, Any] = {
+            "Keys": [{"article_id": article_id} for article_id in article_ids[start : start + _BATCH_GET_KEYS]],
+            "ConsistentRead": consistent,
+        }
+        if projection:
+            keys["ProjectionExpression"] = projection
+        request: Mapping[str, Any] = {table.name: keys}
+        for attempt in range(_UNPROCESSED_RETRIES + 1):
+            response = client.batch_get_item(RequestItems=request)
+            rows.extend(response.get("Responses", {}).get(table.name, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if request:
+            raise RuntimeError(f"BatchGetItem left {len(request[table.name]['Keys'])} keys unprocessed")
+    return rows
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Taxonomies: label number 0–999 ↔ category id ↔ name (docs/design.md invariant 2).
 
-A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name}]}`)
-or TSV (header `label<TAB>id<TAB>name`, version from the file name). Every label must be
+A taxonomy file is JSON (`{"version", "name", "attribution", "categories": [{label, id, name,
+parent}]}`) or TSV (header `label<TAB>id<TAB>name[<TAB>parent]`, version from the file name).
+`parent` is the id of the category one tier up (empty or absent at tier 1), so every result
+carries its path from tier 1 to the leaf (`Taxonomy.path`): ad platforms target by IAB's
+tier-1 ids. Every label must be
 the canonical decimal form of 0–999, which o200k_base encodes as exactly one token.
 """
 
@@ -30,6 +33,7 @@ class Category(BaseModel):
     label: str
     id: str
     name: str
+    parent: str | None = None  # the id one tier up; None at tier 1
 
 
 class Taxonomy(BaseModel):
@@ -60,7 +64,19 @@ class Taxonomy(BaseModel):
     @functools.cached_property
     def widest_category(self) -> Category:
         """The category whose id and name take the most bytes: the worst case of a result row's size."""
-        return max(self.categories, key=lambda c: len(c.name.encode()) + len(c.id.encode()))
+        return max(self.categories, key=_stored_bytes)
+
+    @functools.cached_property
+    def deepest_category(self) -> Category:
+        """The category whose id and name plus its path's take the most bytes: a row's worst best prediction."""
+        return max(self.categories, key=lambda c: _stored_bytes(c) + sum(map(_stored_bytes, self.path(c.id))))
+
+    def path(self, category_id: str) -> tuple[Category, ...]:
+        """Tier 1 down to the category (validated on build: parents exist, no cycles)."""
+        chain = [self.by_id[category_id]]
+        while chain[-1].parent is not None:
+            chain.append(self.by_id[chain[-1].parent])
+        return tuple(reversed(chain))
 
     def logit_bias(self, bias: int) -> dict[str, int] | None:
         """Raise every label token, where the API allows that many keys; None otherwise."""
@@ -108,12 +124,29 @@ def build_taxonomy(
             raise TaxonomyError(f"{where}: duplicate category id (first used in row {seen_ids[category_id]})")
         seen_labels[label] = row_number
         seen_ids[category_id] = row_number
-        categories.append(Category(label=label, id=category_id, name=category_name))
+        parent = str(row.get("parent") or "").strip() or None
+        categories.append(Category(label=label, id=category_id, name=category_name, parent=parent))
     if not categories:
         raise TaxonomyError(f"taxonomy {version!r} has no categories")
+    _check_parents(categories, seen_ids)
     if len(categories) > MAX_CATEGORIES:
         raise TaxonomyError(f"taxonomy {version!r} has {len(categories)} categories; at most {MAX_CATEGORIES}")
     return Taxonomy(version=version, name=name, attribution=attribution, categories=tuple(categories))
+
+
+def _check_parents(categories: list[Category], rows: Mapping[str, int]) -> None:
+    parents = {c.id: c.parent for c in categories}
+    for category in categories:
+        where = f"row {rows[category.id]} (id {category.id!r})"
+        if category.parent is not None and category.parent not in parents:
+            raise TaxonomyError(f"{where}: parent {category.parent!r} is not a category id of the taxonomy")
+        seen = {category.id}
+        ancestor = category.parent
+        while ancestor is not None:
+            if ancestor in seen:
+                raise TaxonomyError(f"{where}: its parents form a cycle through {ancestor!r}")
+            seen.add(ancestor)
+            ancestor = parents[ancestor]
 
 
 def load_taxonomy_file(path: Path) -> Taxonomy:
@@ -143,3 +176,8 @@ def bundled_taxonomy(version: str) -> Taxonomy:
             return taxonomy
     known = ", ".join(sorted(load_taxonomy_file(p).version for p in BUNDLED_DIR.glob("*.json")))
     raise TaxonomyError(f"unknown taxonomy version {version!r}; bundled: {known}")
+
+
+def _stored_bytes(category: Category) -> int:
+    """What a prediction of this category stores of it: its id and name."""
+    return len(category.name.encode()) + len(category.id.encode())

@@ -17,15 +17,15 @@ def test_import_start_follow_list_and_rollback(
     # GIVEN a labelled JSONL file, an earlier active model, and a job that succeeds
     labels = tmp_path / "editors.jsonl"
     labels.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in demo_rows()), encoding="utf-8")
-    previous = ActiveModel(model_id="ft:gpt-4o-mini:test:old:1", taxonomy_version="demo-1", metrics={"top1": 0.1})
+    previous = ActiveModel(model_id="ft:gpt-4o-mini:test:old:1", taxonomy_version="demo-2", metrics={"top1": 0.1})
     write_active_model(pipeline_stack.ssm, PARAMETER, previous)
     finetuning_openai.plans.append(JobPlan(running_polls=1))
     out: list[str] = []
     common = ["--state-machine-arn", pipeline_stack.state_machine_arn, "--bucket", BUCKET, "--parameter", PARAMETER]
     # WHEN the operator imports, starts a run and follows it
-    assert cli.main([*common, "import", str(labels), "--taxonomy-version", "demo-1"], emit=out.append) == 0
+    assert cli.main([*common, "import", str(labels), "--taxonomy-version", "demo-2"], emit=out.append) == 0
     assert out[-1] == f"imported 240 labelled articles to s3://{BUCKET}/labels/editors.jsonl"
-    start = ["start", "--taxonomy-version", "demo-1", "--epochs", "1", "--poll-seconds", "0", "--name", "cli-run"]
+    start = ["start", "--taxonomy-version", "demo-2", "--epochs", "1", "--poll-seconds", "0", "--name", "cli-run"]
     assert cli.main([*common, *start], emit=out.append) == 0
     # THEN progress names each step and the run ends promoted
     progress = "\n".join(out)
@@ -43,7 +43,7 @@ def test_import_start_follow_list_and_rollback(
     assert cli.main([*common, "list"], emit=out.append) == 0
     assert out[0].startswith("cli-run\tSUCCEEDED")
     assert cli.main([*common, "rollback"], emit=out.append) == 0
-    assert out[-1] == "active model is now ft:gpt-4o-mini:test:old:1 (taxonomy demo-1)"
+    assert out[-1] == "active model is now ft:gpt-4o-mini:test:old:1 (taxonomy demo-2)"
     out.clear()
     assert cli.main([*common, "active"], emit=out.append) == 0
     history = [json.loads(line.split("\t")[1])["model_id"] for line in out]
@@ -60,7 +60,7 @@ def test_start_can_ask_for_a_backfill_after_the_promotion(
     out: list[str] = []
     common = ["--state-machine-arn", pipeline_stack.state_machine_arn, "--bucket", BUCKET, "--parameter", PARAMETER]
     # WHEN the operator starts a run with --backfill-after-promote 30
-    start = ["start", "--taxonomy-version", "demo-1", "--epochs", "1", "--poll-seconds", "0", "--name", "cli-recat"]
+    start = ["start", "--taxonomy-version", "demo-2", "--epochs", "1", "--poll-seconds", "0", "--name", "cli-recat"]
     assert cli.main([*common, *start, "--backfill-after-promote", "30"], emit=out.append) == 0
     # THEN Promote started the backfill of every stored article under that cost, and said so
     (execution,) = pipeline_stack.sfn.list_executions(stateMachineArn=pipeline_stack.backfill_state_machine_arn)[
@@ -77,6 +77,6 @@ def test_import_rejects_unknown_category_before_writing(pipeline_stack: Pipeline
     labels = tmp_path / "bad.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out: list[str] = []
-    code = cli.main(["--bucket", BUCKET, "import", str(labels), "--taxonomy-version", "demo-1"], emit=out.append)
+    code = cli.main(["--bucket", BUCKET, "import", str(labels), "--taxonomy-version", "demo-2"], emit=out.append)
     assert code == 1 and "astrology" in out[-1]
     assert "Contents" not in pipeline_stack.s3.list_objects_v2(Bucket=BUCKET)

@@ -16,8 +16,8 @@ from local import lambda_dispatch
 from tests.integration.support import BUCKET, PARAMETER, FakeFineTuningOpenAI, JobPlan, PipelineStack, _template
 from tests.support.finetune import demo_rows
 
-TAXONOMY = bundled_taxonomy("demo-1")
-RUN = {"taxonomy_version": "demo-1", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
+TAXONOMY = bundled_taxonomy("demo-2")
+RUN = {"taxonomy_version": "demo-2", "poll_seconds": 0, "hyperparameters": {"n_epochs": 2}, "seed": 7}
 
 
 def _active(stack: PipelineStack) -> ActiveModel:
@@ -48,7 +48,7 @@ def test_success_promotes_and_writes_manifest_and_report(
     assert finetuning_openai.chat_requests == 48  # every validation example through the classifier
     active = _active(pipeline_stack)
     assert active.model_id == output["evaluation"]["model_id"]
-    assert active.taxonomy_version == "demo-1"
+    assert active.taxonomy_version == "demo-2"
     assert active.job_id == output["job"]["job_id"]
     assert active.dataset_manifest == output["dataset"]["manifest"]
     assert active.metrics["top1"] == report["metrics"]["top1"]
@@ -61,7 +61,7 @@ def test_success_promotes_and_writes_manifest_and_report(
 
 def _seed_active(stack: PipelineStack, top1: float) -> ActiveModel:
     record = ActiveModel(
-        model_id="ft:gpt-4o-mini:test:previous:abc123", taxonomy_version="demo-1", metrics={"top1": top1}
+        model_id="ft:gpt-4o-mini:test:previous:abc123", taxonomy_version="demo-2", metrics={"top1": top1}
     )
     write_active_model(stack.ssm, PARAMETER, record)
     return record
@@ -160,7 +160,7 @@ def test_unknown_label_is_an_invalid_dataset(pipeline_stack: PipelineStack, fine
     pipeline_stack.put_labels(rows)
     error, cause = _failure(pipeline_stack.run("run-unknown", RUN))
     assert error == "DatasetInvalid"
-    assert "'astrology'" in cause and "demo-1" in cause
+    assert "'astrology'" in cause and "demo-2" in cause
     assert finetuning_openai.files == {}
 
 

@@ -13,9 +13,9 @@ from categorizer.models import ActiveModel
 from tests.integration.support import PARAMETER, REGION, RESULTS_TABLE, FakeFineTuningOpenAI, JobPlan, PipelineStack
 from tests.support.finetune import demo_rows
 
-PREVIOUS = ActiveModel(model_id="ft:gpt-4o-mini:test:old:1", taxonomy_version="demo-1", metrics={"top1": 0.1})
+PREVIOUS = ActiveModel(model_id="ft:gpt-4o-mini:test:old:1", taxonomy_version="demo-2", metrics={"top1": 0.1})
 RUN: dict[str, Any] = {
-    "taxonomy_version": "demo-1",
+    "taxonomy_version": "demo-2",
     "poll_seconds": 0,
     "hyperparameters": {"n_epochs": 1},
     "min_shadow_sample": 3,

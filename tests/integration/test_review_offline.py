@@ -31,7 +31,7 @@ from tools import review
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 ARTICLE = "site/2026/low-1"
 
 

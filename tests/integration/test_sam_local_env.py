@@ -17,9 +17,11 @@ import pytest
 from categorizer.config import (
     BackfillSettings,
     CategorizeSettings,
+    ChangeEventsSettings,
     EnvSettings,
     FineTuneSettings,
     IngestSettings,
+    ReadSettings,
     ReviewSettings,
 )
 from local.containers import DOCKER_DESKTOP_HOST
@@ -36,6 +38,8 @@ SETTINGS: dict[str, type[EnvSettings]] = {
     "finetune": FineTuneSettings,
     "backfill": BackfillSettings,
     "review": ReviewSettings,
+    "read": ReadSettings,
+    "change_events": ChangeEventsSettings,
 }
 
 

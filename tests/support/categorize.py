@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities import parameters
 from categorizer.active_model import write_active_model
 from categorizer.models import ActiveModel
 from tests.support.lambda_env import load_function
+from tests.support.results_table import create_results_table
 
 MODEL_ID = "ft:gpt-4o-mini-2024-07-18:acme::unit1"
 TAXONOMY_VERSION = "iab-3.1"
@@ -45,12 +46,7 @@ def create_categorize_stack(monkeypatch: pytest.MonkeyPatch) -> CategorizeStack:
 
     Call it inside `mock_aws`.
     """
-    table = boto3.resource("dynamodb").create_table(
-        TableName="results",
-        KeySchema=[{"AttributeName": "article_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "article_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = create_results_table("results")
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName="article-dlq")["QueueUrl"]
     secret_arn = boto3.client("secretsmanager").create_secret(Name="openai", SecretString=OPENAI_KEY)["ARN"]

@@ -29,7 +29,7 @@ TEXT_BUCKET = "article-texts"
 PIPELINE_BUCKET = "pipeline"
 ACTIVE_MODEL_PARAMETER = "/test/active-model"
 MODEL_ID = "ft:gpt-4o-mini-2024-07-18:acme::review1"
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 THRESHOLD = 0.5
 REVIEWER = "editor@news.example"
 OPERATOR_ARN = "arn:aws:iam::123456789012:user/operator"
@@ -105,7 +105,7 @@ def create_review_stack(monkeypatch: pytest.MonkeyPatch) -> ReviewStack:
     s3.create_bucket(Bucket=TEXT_BUCKET)
     s3.create_bucket(Bucket=PIPELINE_BUCKET)
     write_active_model(
-        boto3.client("ssm"), ACTIVE_MODEL_PARAMETER, ActiveModel(model_id=MODEL_ID, taxonomy_version="demo-1")
+        boto3.client("ssm"), ACTIVE_MODEL_PARAMETER, ActiveModel(model_id=MODEL_ID, taxonomy_version="demo-2")
     )
     for name, value in {
         "RESULTS_TABLE_NAME": TABLE,

@@ -10,7 +10,7 @@ from typing import Any
 
 from categorizer.taxonomy import bundled_taxonomy
 
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 LABELS = [c.label for c in TAXONOMY.categories]
 SYSTEM = {"role": "system", "content": "Answer with the category number."}
 USER = {"role": "user", "content": "Chip maker unveils a faster laptop processor"}

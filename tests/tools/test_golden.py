@@ -43,7 +43,7 @@ def test_build_from_reviewed_labels_then_import_then_show(s3: Any, tmp_path):
     # WHEN a file is imported, THEN v2 adds its articles to v1's
     extra = tmp_path / "curated.jsonl"
     extra.write_text("".join(json.dumps(r) + "\n" for r in demo_rows()[200:210]), encoding="utf-8")
-    assert cli.main(["--bucket", BUCKET, "import", str(extra), "--taxonomy-version", "demo-1"], emit=out.append) == 0
+    assert cli.main(["--bucket", BUCKET, "import", str(extra), "--taxonomy-version", "demo-2"], emit=out.append) == 0
     second = golden_set.current_manifest(store, "golden/")
     assert second is not None and (second.version, second.count) == (2, first.count + 10)
     # WHEN shown, THEN the manifest and the counts per category
@@ -59,7 +59,7 @@ def test_import_refuses_unknown_categories_and_show_without_a_set(s3: Any, tmp_p
     assert "no golden set" in out[-1]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({**demo_rows()[0], "category_id": "astrology"}) + "\n", encoding="utf-8")
-    assert cli.main(["--bucket", BUCKET, "import", str(bad), "--taxonomy-version", "demo-1"], emit=out.append) == 1
+    assert cli.main(["--bucket", BUCKET, "import", str(bad), "--taxonomy-version", "demo-2"], emit=out.append) == 1
     assert "astrology" in out[-1]
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
 

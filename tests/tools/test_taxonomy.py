@@ -36,15 +36,17 @@ def test_convert_iab_labels_rows_in_file_order_with_tier_path_names(tmp_path: Pa
     output = tmp_path / "iab-3.1.json"
     # WHEN it is converted
     assert main(["convert-iab", str(tsv), "--output", str(output)]) == 0
-    # THEN the file loads as a taxonomy: labels 0… in row order, IAB ids, tier paths as names
+    # THEN the file loads as a taxonomy: labels 0… in row order, IAB ids and parents, tier paths as names
     taxonomy = load_taxonomy_file(output)
     assert taxonomy.version == "iab-3.1"
-    assert [(c.label, c.id, c.name) for c in taxonomy.categories] == [
-        ("0", "900", "Gardening"),
-        ("1", "901", "Gardening > Roses"),
-        ("2", "902", "Gardening > Roses > Climbing Roses"),
-        ("3", "950", "Chess"),
+    assert [(c.label, c.id, c.name, c.parent) for c in taxonomy.categories] == [
+        ("0", "900", "Gardening", None),
+        ("1", "901", "Gardening > Roses", "900"),
+        ("2", "902", "Gardening > Roses > Climbing Roses", "901"),
+        ("3", "950", "Chess", None),
     ]
+    # AND the leaf's path runs from tier 1 down to it
+    assert [c.id for c in taxonomy.path("902")] == ["900", "901", "902"]
     # AND it carries IAB's attribution (CC BY 3.0) and the label range it used
     assert "attribution: IAB Tech Lab" in taxonomy.attribution
     assert "CC BY 3.0" in taxonomy.attribution

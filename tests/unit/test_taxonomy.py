@@ -85,3 +85,25 @@ def test_tsv_and_json_files(tmp_path: Path) -> None:
     broken.write_text("{", encoding="utf-8")
     with pytest.raises(TaxonomyError, match="cannot read taxonomy file"):
         load_taxonomy_file(broken)
+
+
+def test_every_category_has_its_path_from_tier_1_and_parents_are_validated() -> None:
+    # GIVEN the shipped IAB 3.1 file WHEN a tier-3 category's path is asked for
+    iab = bundled_taxonomy("iab-3.1")
+    tier3 = next(c for c in iab.categories if len(iab.path(c.id)) == 3)
+    path = iab.path(tier3.id)
+    # THEN it runs from its tier-1 ancestor (no parent) to it, by IAB's unique ids
+    assert path[0].parent is None and path[-1] == tier3 and path[1].id == tier3.parent
+    assert iab.path("151") == (iab.by_id["150"], iab.by_id["151"])  # Attractions > Amusement and Theme Parks
+    # AND the demo taxonomy has two levels
+    demo = bundled_taxonomy("demo-2")
+    assert [c.id for c in demo.path("food")] == ["lifestyle", "food"]
+    # AND an unknown parent or a cycle is refused, naming the row
+    with pytest.raises(TaxonomyError, match=r"row 1 \(id 'a'\): parent 'zz' is not a category id"):
+        build_taxonomy("t", [{"label": "0", "id": "a", "name": "A", "parent": "zz"}])
+    cycle = [
+        {"label": "0", "id": "a", "name": "A", "parent": "b"},
+        {"label": "1", "id": "b", "name": "B", "parent": "a"},
+    ]
+    with pytest.raises(TaxonomyError, match="cycle"):
+        build_taxonomy("t", cycle)

@@ -28,7 +28,7 @@ EMITTED = {
     for path in (REPO / "functions").glob("*/app.py")
     for match in re.findall(r'name="([A-Za-z0-9]+)"', path.read_text(encoding="utf-8"))
 }
-ALIASED = ("CategorizeFunction", "IngestFunction", "ReviewFunction")
+ALIASED = ("CategorizeFunction", "IngestFunction", "ReadFunction", "ChangeEventsFunction", "ReviewFunction")
 
 
 def _props(logical_id: str) -> dict[str, Any]:
@@ -268,13 +268,31 @@ def test_canary_deploys_through_the_live_alias_roll_back_on_the_functions_alarms
     assert group["AutoRollbackConfiguration"]["Enabled"] is True
 
 
-def test_the_sqs_event_source_and_the_api_integration_invoke_the_alias() -> None:
+def test_the_event_sources_and_the_api_integrations_invoke_the_alias() -> None:
     resources = DEPLOYED["Resources"]
-    [mapping] = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    [mapping] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "ArticleQueue" in json.dumps(r["Properties"])
+    ]
     assert mapping["Properties"]["FunctionName"] == {"Ref": "CategorizeFunctionAliaslive"}
+    [stream] = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and "ResultsTable" in json.dumps(r["Properties"])
+    ]
+    assert stream["Properties"]["FunctionName"] == {"Ref": "ChangeEventsFunctionAliaslive"}
     api = resources["IngestApi"]
-    integration = api["Properties"]["Body"]["paths"]["/articles"]["post"]["x-amazon-apigateway-integration"]
-    assert "IngestFunctionAliaslive" in json.dumps(integration["uri"])
+    paths = api["Properties"]["Body"]["paths"]
+    routed = {
+        ("/articles", "post"): "IngestFunction",
+        ("/articles/{article_id}", "get"): "ReadFunction",
+        ("/categories", "get"): "ReadFunction",
+        ("/categories/batch-get", "post"): "ReadFunction",
+    }
+    for (path, method), function in routed.items():
+        integration = paths[path][method]["x-amazon-apigateway-integration"]
+        assert f"{function}Aliaslive" in json.dumps(integration["uri"]), (path, method)
     permitted = [
         r["Properties"]["FunctionName"]
         for r in resources.values()

@@ -38,7 +38,7 @@ from categorizer.finetune.errors import CostGuardExceeded, DatasetInvalid
 from categorizer.finetune.storage import RunStore
 from categorizer.finetune.tasks import transient_errors
 from categorizer.ingest import ItemError, generic_adapter, validate_item
-from categorizer.models import ActiveModel
+from categorizer.models import ActiveModel, UnpublishEvent
 from categorizer.pricing import Prices
 from categorizer.prompt import Prompt, model_input, prompt_from_input
 from categorizer.service import build_result
@@ -193,6 +193,10 @@ class Backfill:
                 invalid.append({"line": line.where, "article_id": checked.article_id, "errors": checked.errors})
                 continue
             article = checked.article
+            if isinstance(article, UnpublishEvent):  # a backfill categorises; removal goes through the webhook
+                reason = "an unpublish item is not backfilled; send it through the webhook"
+                invalid.append({"line": line.where, "article_id": article.article_id, "errors": [_problem(reason)]})
+                continue
             read = model_input(article.title, article.text, self._settings.input_token_budget)
             prompt = prompt_from_input(read)
             text = StoredText(

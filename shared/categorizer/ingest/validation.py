@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from categorizer.ingest.adapters import Adapter, AdapterError
 from categorizer.ingest.enqueue import MESSAGE_ATTRIBUTES_ALLOWANCE, SQS_MAX_MESSAGE_BYTES
-from categorizer.models import ArticleEvent, validation_problems
+from categorizer.models import ArticleEvent, UnpublishEvent, is_unpublish, validation_problems
 
 # The message body's share of SQS's per-message limit; the rest is kept for its attributes.
 MAX_MESSAGE_BYTES = SQS_MAX_MESSAGE_BYTES - MESSAGE_ATTRIBUTES_ALLOWANCE
@@ -32,7 +32,7 @@ class ItemError:
 @dataclass(frozen=True)
 class ValidItem:
     index: int
-    article: ArticleEvent
+    article: ArticleEvent | UnpublishEvent
     message: str  # the SQS message body: the validated event as JSON
 
 
@@ -44,12 +44,14 @@ def _item_id(item: Any) -> str | None:
 def validate_item(index: int, item: Any, adapter: Adapter) -> ValidItem | ItemError:
     if not isinstance(item, Mapping):
         return ItemError(index, None, [{"field": "(item)", "reason": "must be a JSON object"}])
+    # An unpublish item is the generic shape whatever the adapter (docs/ingest.md, "Unpublish").
     try:
-        mapped = adapter(item)
+        mapped = item if is_unpublish(item) else adapter(item)
     except AdapterError as error:
         return ItemError(index, None, [{"field": error.field, "reason": error.reason}])
+    model: type[ArticleEvent | UnpublishEvent] = UnpublishEvent if is_unpublish(mapped) else ArticleEvent
     try:
-        article = ArticleEvent.model_validate(mapped)
+        article = model.model_validate(mapped)
     except ValidationError as error:
         return ItemError(index, _item_id(mapped), validation_problems(error))
     message = article.model_dump_json(exclude_none=True)

@@ -11,10 +11,12 @@ from typing import Any
 import httpx2
 import pytest
 
+from categorizer import service as service_module
 from categorizer.active_model import write_active_model
 from categorizer.limiter import RateLimiter, TokenCounting
 from categorizer.models import ActiveModel
 from categorizer.prompt import estimate_prompt_tokens
+from categorizer.store import item_bytes
 from categorizer.taxonomy import bundled_taxonomy
 from tests.support.categorize import (
     ACTIVE_MODEL_PARAMETER,
@@ -331,6 +333,19 @@ def test_metrics_carry_requests_confidence_and_dead_letters_by_reason(
     assert 0 < confidence <= 1
 
 
+def test_the_result_carries_its_iab_path_and_canonical_url(categorize: ModuleType, stack: CategorizeStack) -> None:
+    # GIVEN an article the model labels "3" (IAB 3.1: Attractions > Casinos & Gambling)
+    invoke(categorize, sqs_event(article("p-1", url="https://News.example/p-1/?utm_source=feed")))
+    # THEN the row holds the path from tier 1 by IAB's unique ids, and the by-URL key
+    row = stack.row("p-1")
+    assert row is not None
+    assert row["path"] == [
+        {"id": "150", "name": "Attractions"},
+        {"id": "181", "name": "Attractions > Casinos & Gambling"},
+    ]
+    assert row["canonical_url"] == "https://news.example/p-1"
+
+
 def test_every_categorised_article_reports_its_limiter_wait_as_a_metric(
     categorize: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -380,3 +395,21 @@ def test_the_limiter_is_charged_in_the_unit_the_planner_planned_in(
     characters = sum(len(m["content"]) for m in request["messages"])
     expected = {"characters": -(-characters // 4) + 1, "tiktoken": estimate_prompt_tokens(request["messages"]) + 1}
     assert recording.charged == [expected[counting]]
+
+
+def test_the_row_size_check_counts_the_rows_url_canonical_url_and_path(
+    categorize: ModuleType, stack: CategorizeStack, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an article whose URL and canonical URL (about 2 KB each) dominate its row, categorised
+    url = "https://news.example/" + "%C3%A9" * 330
+    assert invoke(categorize, sqs_event(article("big-1", url=url))) == {"batchItemFailures": []}
+    stored = stack.row("big-1")
+    assert stored is not None and stored["path"] and len(stored["canonical_url"]) > 1_900
+    calls = len(fake_openai.requests)
+    # WHEN the item limit is one byte below that stored row, and a same-sized article arrives
+    monkeypatch.setattr(service_module, "DYNAMODB_MAX_ITEM_BYTES", item_bytes(stored) - 1)
+    assert invoke(categorize, sqs_event(article("big-2", url=url))) == {"batchItemFailures": []}
+    # THEN the check before the call (which counts what build_result writes) dead-letters it, with no call
+    [message] = stack.dlq_messages()
+    assert message["MessageAttributes"]["reason"]["StringValue"] == "item_too_large"
+    assert len(fake_openai.requests) == calls and stack.row("big-2") is None

@@ -31,9 +31,9 @@ from categorizer.prompt import build_prompt
 from categorizer.taxonomy import bundled_taxonomy
 from tests.support.finetune import demo_rows, reviewed_label
 
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 BUCKET = "pipeline-unit-bucket"
-ACTIVE = ActiveModel(model_id="ft:gpt-4o-mini:org:categorizer:old", taxonomy_version="demo-1", metrics={"top1": 0.8})
+ACTIVE = ActiveModel(model_id="ft:gpt-4o-mini:org:categorizer:old", taxonomy_version="demo-2", metrics={"top1": 0.8})
 
 
 def _paired(candidate: list[bool], active: list[bool], model_id: str = ACTIVE.model_id) -> PairedComparison:
@@ -195,7 +195,7 @@ def _report_document() -> EvaluationReport:
         model_id="ft:new",
         job_id="ftjob-1",
         trained_tokens=1000,
-        taxonomy_version="demo-1",
+        taxonomy_version="demo-2",
         validation_file="s3://b/runs/r/validation.jsonl",
         dataset_manifest="s3://b/runs/r/manifest.json",
         metrics=candidate.metrics,
@@ -363,7 +363,7 @@ def test_export_leaves_every_golden_article_out_of_training_and_validation(store
     manifest = golden.publish(store, "golden/", chosen, source="labels/reviewed/")
     pipeline = _export_only_pipeline(store)
     # WHEN ExportDataset runs
-    state = pipeline.export_dataset({"taxonomy_version": "demo-1", "run": {"execution_name": "run-golden"}})
+    state = pipeline.export_dataset({"taxonomy_version": "demo-2", "run": {"execution_name": "run-golden"}})
     # THEN no golden article's prompt is in either split, nor the copy's, and the counts say so
     golden_prompts = {build_prompt(a.title, a.text, 512).messages[1]["content"] for a in chosen}
     exported = _user_texts(store, state["dataset"]["train"]) | _user_texts(store, state["dataset"]["validation"])
@@ -380,6 +380,6 @@ def test_export_leaves_every_golden_article_out_of_training_and_validation(store
 def test_export_without_a_golden_set_is_unchanged(store: RunStore):
     store.put_bytes("labels/cms.jsonl", "".join(json.dumps(r) + "\n" for r in demo_rows()).encode(), "x")
     pipeline = _export_only_pipeline(store)
-    state = pipeline.export_dataset({"taxonomy_version": "demo-1", "run": {"execution_name": "run-plain"}})
+    state = pipeline.export_dataset({"taxonomy_version": "demo-2", "run": {"execution_name": "run-plain"}})
     assert state["dataset"]["golden"] is None
     assert state["dataset"]["counts"]["train"] + state["dataset"]["counts"]["validation"] == 240

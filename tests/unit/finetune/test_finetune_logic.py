@@ -22,7 +22,7 @@ from categorizer.taxonomy import bundled_taxonomy
 from tests.support.finetune import demo_rows
 from tests.support.paths import REPO
 
-TAXONOMY = bundled_taxonomy("demo-1")
+TAXONOMY = bundled_taxonomy("demo-2")
 
 
 def _articles(rows):
@@ -52,7 +52,9 @@ def test_split_is_stratified_and_seeded():
     assert first.train == again.train and first.validation == again.validation
     assert first.validation != other.validation
     assert all(c.validation == 6 and c.train == 24 for c in first.class_counts.values())
-    assert first.classes_without_examples == 0 and first.too_few == []
+    # The demo labels articles with leaves only: its tier-1 parents have no examples.
+    parents = {c.parent for c in bundled_taxonomy("demo-2").categories if c.parent is not None}
+    assert first.classes_without_examples == len(parents) == 3 and first.too_few == []
 
 
 def test_duplicates_latest_revision_wins_and_conflicting_prompts_are_dropped():
@@ -139,7 +141,7 @@ def test_metrics_on_a_known_case():
 
 
 def test_promotion_decision():
-    active = ActiveModel(model_id="ft:old", taxonomy_version="demo-1", metrics={"top1": 0.8})
+    active = ActiveModel(model_id="ft:old", taxonomy_version="demo-2", metrics={"top1": 0.8})
     assert decide({"top1": 0.5}, None, force=False).promote
     assert decide({"top1": 0.8}, active, force=False).promote  # not worse
     assert not decide({"top1": 0.79}, active, force=False).promote
@@ -162,16 +164,16 @@ def test_sample_events_match_the_task_models():
 
 def test_backfill_after_promote_is_off_by_default_and_validated_with_the_run_input():
     # GIVEN the sample input, WHEN parsed, THEN no re-categorisation is asked for
-    assert PipelineConfig.model_validate({"taxonomy_version": "demo-1"}).backfill_after_promote is None
+    assert PipelineConfig.model_validate({"taxonomy_version": "demo-2"}).backfill_after_promote is None
     # WHEN a run asks for one, THEN it is a BackfillStateMachine input
     config = PipelineConfig.model_validate(
-        {"taxonomy_version": "demo-1", "backfill_after_promote": {"all": True, "max_cost_usd": 25}}
+        {"taxonomy_version": "demo-2", "backfill_after_promote": {"all": True, "max_cost_usd": 25}}
     )
     assert config.backfill_after_promote is not None and config.backfill_after_promote.max_cost_usd == 25
     # AND an input the backfill would refuse is refused with the run's (before anything is paid for)
     for bad in ({}, {"all": True, "prefix": "s3://b/archive/"}, {"all": True, "max_cost": 5}):
         with pytest.raises(ValidationError):
-            PipelineConfig.model_validate({"taxonomy_version": "demo-1", "backfill_after_promote": bad})
+            PipelineConfig.model_validate({"taxonomy_version": "demo-2", "backfill_after_promote": bad})
 
 
 def test_every_task_retries_transient_errors_and_catches_into_the_failure_state():

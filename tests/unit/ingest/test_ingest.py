@@ -95,7 +95,7 @@ def test_wordpress_post_webhook_maps_to_an_article_event() -> None:
     # WHEN mapped and validated
     result = validate_item(0, payload, wordpress_adapter)
     # THEN it is a valid event with an id, the permalink, the HTML turned into text and an ordering key
-    assert isinstance(result, ValidItem)
+    assert isinstance(result, ValidItem) and isinstance(result.article, ArticleEvent)
     assert result.article.article_id == "wp-123"
     assert result.article.url == "https://blog.example/2026/11/cup"
     assert result.article.text == "The final ended 2–1."

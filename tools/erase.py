@@ -5,9 +5,10 @@ docs/design.md invariant 10 and docs/data-lifecycle.md. In order, for the given 
 1. what identifies the articles' text in training and batch files (the start of the prompt the
    model read: title, blank line, the body's first characters), from their label lines and
    stored texts, read before those go;
-2. label lines under `labels/` and fine-tuning datasets under `runs/` (PipelineBucket): the
-   files are rewritten without them, and the files' earlier versions (the bucket is
-   versioned) deleted;
+2. label lines under `labels/` (reviewed ones included), fine-tuning datasets under `runs/` and
+   the golden set under `golden/` (PipelineBucket): the files are rewritten without them, and the
+   files' earlier versions (the bucket is versioned) deleted; a golden set that held them is
+   published again as a new version without them first, so its manifest's hash stays true;
 3. stored texts (`texts/…` in TextBucket);
 4. the result row (its stream record makes ChangeEventsFunction send `ArticleRemoved`,
    removal "erased", so subscribers erase their copies);
@@ -32,7 +33,10 @@ import openai
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from categorizer.finetune import golden
+from categorizer.finetune.errors import DatasetInvalid
 from categorizer.finetune.models import LabelledArticle
+from categorizer.finetune.storage import RunStore
 from categorizer.models import is_article_id
 from categorizer.text import normalize_text
 from categorizer.textstore import TextStore
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 Emit = Callable[[str], None]
 LABELS_PREFIX = "labels/"
 RUNS_PREFIX = "runs/"
+GOLDEN_PREFIX = "golden/"
 # Enough of the body to tell articles apart, short enough to survive the input token budget's cut.
 _MARKER_BODY_CHARS = 80
 # How long what cannot be deleted here stays (template.yaml; docs/data-lifecycle.md).
@@ -64,6 +69,7 @@ class ErasureReport:
     texts_deleted: int = 0
     lines_removed: dict[str, int] = field(default_factory=dict)  # s3 URI → lines
     versions_deleted: int = 0
+    golden: str | None = None  # what happened to the golden set, when it held the articles
     openai_files: list[dict[str, Any]] = field(default_factory=list)  # id, filename, purpose, deleted
     remains: list[str] = field(default_factory=list)
 
@@ -152,6 +158,25 @@ class Eraser:
         report.lines_removed[f"s3://{self._bucket}/{key}"] = len(lines) - len(kept)
         self._delete_earlier_versions(key, written.get("VersionId"), report)
 
+    def _golden(self, ids: set[str], report: ErasureReport) -> None:
+        """The current golden set without the articles, as a new version (before its files are rewritten)."""
+        store = RunStore(self._s3, self._bucket)
+        manifest = golden.current_manifest(store, GOLDEN_PREFIX)
+        if manifest is None:
+            return
+        articles = golden.load_articles(store, manifest.ref())
+        remaining = [a for a in articles if a.article_id not in ids]
+        if len(remaining) == len(articles):
+            return
+        try:
+            published = golden.publish(store, GOLDEN_PREFIX, remaining, "erasure", replace=True)
+        except DatasetInvalid:  # nothing would remain: no golden set, as before the first build
+            self._s3.delete_object(Bucket=self._bucket, Key=f"{GOLDEN_PREFIX}{golden.MANIFEST_NAME}")
+            self._delete_earlier_versions(f"{GOLDEN_PREFIX}{golden.MANIFEST_NAME}", None, report)
+            report.golden = f"golden v{manifest.version} held only these articles: the golden set is gone"
+            return
+        report.golden = f"golden v{manifest.version} → v{published.version} without them, {published.count} left"
+
     def _delete_earlier_versions(self, key: str, current: str | None, report: ErasureReport) -> None:
         try:
             versions = self._s3.list_object_versions(Bucket=self._bucket, Prefix=key)
@@ -205,7 +230,8 @@ class Eraser:
         ids = set(article_ids)
         report = ErasureReport()
         markers = self.markers(ids)
-        for prefix in (LABELS_PREFIX, RUNS_PREFIX):
+        self._golden(ids, report)
+        for prefix in (LABELS_PREFIX, RUNS_PREFIX, GOLDEN_PREFIX):
             for key in self._keys(prefix):
                 self._rewrite(key, ids, markers, report)
         if self._texts is not None:
@@ -232,6 +258,8 @@ def print_report(report: ErasureReport, emit: Emit) -> None:
     for uri, count in sorted(report.lines_removed.items()):
         emit(f"removed {count} line(s) from {uri}")
     emit(f"earlier object versions deleted: {report.versions_deleted}")
+    if report.golden is not None:
+        emit(report.golden)
     for file in report.openai_files:
         state = "deleted" if file["deleted"] else "NOT deleted"
         emit(f"OpenAI file {file['id']} ({file['purpose']}, {file['filename']}) holds them: {state}")

@@ -102,6 +102,8 @@ _NOT_NEWER_UNREVIEWED = (
 _RESULT_ONLY = sorted(
     (set(CategorizationResult.model_fields) - {"article_id", "revision", "url", "canonical_url"})
     | {"claim_hash", "claim_model", "claim_expires_at"}
+    # Written beside the result by the shadow candidate and by reviewers (who they are included).
+    | {"shadow", "shadow_model_id", "review", "corrected_by"}
 )
 # BatchGetItem reads at most 100 keys per call.
 _BATCH_GET_KEYS = 100

@@ -12,6 +12,9 @@ import openai
 import pytest
 from moto import mock_aws
 
+from categorizer.finetune import golden
+from categorizer.finetune.models import LabelledArticle
+from categorizer.finetune.storage import RunStore
 from categorizer.prompt import build_prompt, build_training_example
 from categorizer.store import ResultStore
 from categorizer.textstore import StoredText, TextStore
@@ -147,3 +150,38 @@ def test_erase_reports_what_remains_and_when_it_goes(world: dict[str, Any]) -> N
     assert "file-train" in text and "NOT deleted" in text and world["fake"].deleted == []
     assert "point-in-time recovery" in text and "35 days" in text
     assert "fine-tuned models" in text
+
+
+def _golden_articles(s3: Any) -> tuple[dict[str, Any], list[str]]:
+    manifest = json.loads(_body(s3, "golden/manifest.json"))
+    return manifest, [json.loads(line)["article_id"] for line in _body(s3, manifest["key"]).splitlines()]
+
+
+def test_erase_takes_the_article_out_of_the_golden_set_and_its_history(world: dict[str, Any]) -> None:
+    # GIVEN a golden set (v1) holding the article and another one
+    s3 = world["s3"]
+    store = RunStore(s3, "pipeline")
+    golden.publish(store, "golden/", [LabelledArticle.model_validate(a) for a in (GONE, KEPT)], "test")
+    # WHEN the article is erased
+    report = _eraser(world).erase(["gone-1"], delete_openai_files=False)
+    # THEN the current golden set is a new version without it, whose manifest still matches its file
+    manifest, members = _golden_articles(s3)
+    assert manifest["version"] == 2 and members == ["kept-1"] and manifest["count"] == 1
+    assert golden.load_articles(store, golden.GoldenManifest.model_validate(manifest).ref())
+    assert report.golden == "golden v1 → v2 without them, 1 left"
+    # AND the version it was in is rewritten without it, its earlier object versions deleted
+    assert "gone-1" not in _body(s3, "golden/v1.jsonl")
+    assert len(s3.list_object_versions(Bucket="pipeline", Prefix="golden/v1.jsonl")["Versions"]) == 1
+
+
+def test_erasing_the_only_golden_articles_leaves_no_golden_set(world: dict[str, Any]) -> None:
+    # GIVEN a golden set holding only the article
+    s3 = world["s3"]
+    store = RunStore(s3, "pipeline")
+    golden.publish(store, "golden/", [LabelledArticle.model_validate(GONE)], "test")
+    # WHEN it is erased
+    report = _eraser(world).erase(["gone-1"], delete_openai_files=False)
+    # THEN there is no current golden set (Evaluate falls back to today's rule) and no copy of it
+    assert golden.current_manifest(store, "golden/") is None
+    assert report.golden is not None and "gone" in report.golden
+    assert "gone-1" not in _body(s3, "golden/v1.jsonl")

@@ -77,24 +77,38 @@ shadow_limits = ShadowLimits(settings.requests_per_minute, settings.tokens_per_m
 _HOT_PATH_AWS_CONFIG = Config(parameter_validation=False)
 
 
+# boto3's default session is not thread-safe, and records make clients and resources from worker
+# threads after init: every one is made under this lock (two threads loading service models at
+# once fail with "I/O operation on closed file").
+_SESSION_LOCK = threading.Lock()
+
+
 def _on_first_use(create: Callable[[], T]) -> Callable[[], T]:
     """`create()` once, when first asked for, from whichever thread asks first.
 
     Not at init: the first botocore client loads the SDK's endpoint data and its service model
     (S3's: ~100 ms of CPU, `make bench-coldstart`), and an invocation whose records are all
-    unchanged, stale or invalid needs no text write and no dead letter. Locked, because boto3's
-    default session is not thread-safe and records ask from worker threads.
+    unchanged, stale or invalid needs no text write and no dead letter.
     """
-    lock = threading.Lock()
     made: list[T] = []
 
     def get() -> T:
-        with lock:
+        with _SESSION_LOCK:
             if not made:
                 made.append(create())
             return made[0]
 
     return get
+
+
+def _made_under_session_lock(create: Callable[[], T]) -> Callable[[], T]:
+    """`create()` each time asked (the results table: one resource per worker thread), locked."""
+
+    def make() -> T:
+        with _SESSION_LOCK:
+            return create()
+
+    return make
 
 
 # Clients are thread-safe (resources are not): one serves the records' text writes.
@@ -119,7 +133,9 @@ async def _observe_shadow_response(response: httpx2.Response) -> None:
 def build_service(openai_transport: httpx2.AsyncBaseTransport | None = None) -> CategorizeService:
     """The domain service with its adapters; tests and benchmarks pass an HTTP transport."""
     store = ResultStore(
-        lambda: boto3.resource("dynamodb", config=_HOT_PATH_AWS_CONFIG).Table(settings.results_table_name)
+        _made_under_session_lock(
+            lambda: boto3.resource("dynamodb", config=_HOT_PATH_AWS_CONFIG).Table(settings.results_table_name)
+        )
     )
     prices = Prices.from_env()
     # A lost shadow sample costs nothing; a retry would spend the candidate's share twice.

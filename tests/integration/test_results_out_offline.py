@@ -11,7 +11,7 @@ import pytest
 from categorizer.store import ResultStore
 from local.stack import OfflineStack, StackOptions
 from local.subscriber import Subscriber
-from tests.support.read import result
+from tests.support.read import iam_signed_headers, result
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -48,6 +48,8 @@ def test_row_changes_reach_a_subscriber_and_the_read_api_answers(stack: OfflineS
         ("ArticleCategoryChanged", 3),
         ("ArticleRemoved", 4),
     ]
-    # AND the read API (offline: IAM is not enforced) answers 410 for it
-    response = httpx2.get(urls["IngestApi"] + "/articles/o-1", timeout=30.0)
+    # AND the read API answers 410 for it, to a signed caller (its routes are AWS_IAM, checked offline too)
+    url = urls["IngestApi"] + "/articles/o-1"
+    assert httpx2.get(url, timeout=30.0).status_code == 403
+    response = httpx2.get(url, headers=iam_signed_headers(url), timeout=30.0)
     assert response.status_code == 410 and response.json()["revision"] == 4

@@ -13,9 +13,6 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from categorizer.active_model import write_active_model
 from categorizer.classifier import Classification
@@ -27,6 +24,7 @@ from categorizer.taxonomy import bundled_taxonomy
 from categorizer.textstore import StoredText, TextStore
 from local.review_auth import DEMO_REVIEWER, reviewer_token
 from local.stack import OfflineStack, StackOptions
+from tests.support.read import iam_signed_headers
 from tools import review
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -73,12 +71,6 @@ def _queue_a_low_confidence_result(stack: OfflineStack) -> None:
     assert rows.put_if_not_older(build_result(text, "ft:demo", TAXONOMY, answer, 0.5, "live", 0.0))
 
 
-def _signed(url: str, method: str = "GET", secret: str = "offline") -> dict[str, str]:
-    request = AWSRequest(method=method, url=url, data=b"", headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials("offline", secret), "execute-api", "us-east-1").add_auth(request)
-    return dict(request.headers.items())
-
-
 def test_people_need_a_pool_token_and_the_tools_a_signature(
     stack: OfflineStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,8 +98,8 @@ def test_people_need_a_pool_token_and_the_tools_a_signature(
         admin_url = f"{base}/admin/review/items"
         assert http.get(admin_url, headers=bearer).status_code == 403
         assert http.get(admin_url).status_code == 403
-        assert http.get(admin_url, headers=_signed(admin_url, secret="wrong")).status_code == 403
-        assert http.get(admin_url, headers=_signed(admin_url)).status_code == 200
+        assert http.get(admin_url, headers=iam_signed_headers(admin_url, secret="wrong")).status_code == 403
+        assert http.get(admin_url, headers=iam_signed_headers(admin_url)).status_code == 200
 
         # WHEN the reviewer corrects the category
         decision_url = f"{base}/review/items/{quote(ARTICLE, safe='')}/decision"

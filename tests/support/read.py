@@ -10,6 +10,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from categorizer.models import CategorizationResult, PathNode, Prediction
 from categorizer.urls import canonical_url
@@ -113,3 +116,10 @@ def request(
     response = app.lambda_handler(event, LambdaContext("ReadFunction"))
     text = response.get("body") or ""
     return HttpResult(response["statusCode"], json.loads(text) if text else None, response.get("headers", {}))
+
+
+def iam_signed_headers(url: str, method: str = "GET", secret: str = "offline") -> dict[str, str]:
+    """SigV4 headers for an AWS_IAM route of the offline gateway (its only key is offline/offline)."""
+    request = AWSRequest(method=method, url=url, data=b"", headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials("offline", secret), "execute-api", "us-east-1").add_auth(request)
+    return dict(request.headers.items())

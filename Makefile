@@ -83,7 +83,8 @@ test: lint unit
 # its driver from apt, so nothing downloads a browser at run time; a CJK font for the Japanese demo
 # articles in the screenshot. `make test` runs these too when chromium is installed (skipped otherwise).
 browser-deps:
-	apt-get install -y chromium chromium-driver fonts-ipafont-gothic
+	apt-get update
+	apt-get install -y --no-install-recommends chromium chromium-driver fonts-ipafont-gothic
 
 # Screenshots: build/browser/*.png.
 test-browser: install

@@ -108,7 +108,8 @@ class EmulatorClock:
         return timed
 
 
-def _articles(data: Path, count: int) -> list[dict[str, Any]]:
+def livedoor_articles(data: Path, count: int) -> list[dict[str, Any]]:
+    """The first `count` livedoor articles as publish events (read by path, never copied)."""
     with gzip.open(data, "rt", encoding="utf-8") as lines:
         rows = [json.loads(line) for _, line in zip(range(count), lines, strict=False)]
     return [
@@ -204,7 +205,7 @@ def handler_overhead(n_articles: int, data: Path = DATA, aws: Aws = "moto") -> t
 
     from local.openai_server.chat import chat_completion_json
 
-    articles = _articles(data, n_articles)
+    articles = livedoor_articles(data, n_articles)
     clock = EmulatorClock()
     answer = json.dumps(chat_completion_json(MODEL_ID, ANSWER, prompt_tokens=500)).encode()
     transport = httpx2.MockTransport(

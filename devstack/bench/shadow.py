@@ -15,7 +15,6 @@ Writes bench/results/shadow.json and prints it.
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import os
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.overhead import BATCH_SIZE, BENCH_ENV, DATA, REPO, RESULTS
+from bench.overhead import BATCH_SIZE, BENCH_ENV, DATA, REPO, RESULTS, livedoor_articles
 
 ACTIVE = "ft:gpt-4o-mini-2024-07-18:bench::active"
 CANDIDATE = "ft:gpt-4o-mini-2024-07-18:bench::candidate"
@@ -43,19 +42,7 @@ def measure(n_articles: int, share: float, data: Path) -> dict[str, Any]:
     from local.lambda_shapes import LambdaContext, load_module_from_file, sqs_event
     from local.openai_server.chat import chat_completion_json
 
-    with gzip.open(data, "rt", encoding="utf-8") as lines:
-        rows = [json.loads(line) for _, line in zip(range(n_articles), lines, strict=False)]
-    articles = [
-        {
-            "article_id": f"ld-{i}",
-            "url": f"https://news.example/{i}",
-            "title": row["title"],
-            "body": row["body"],
-            "language": "ja",
-            "version": 1,
-        }
-        for i, row in enumerate(rows)
-    ]
+    articles = livedoor_articles(data, n_articles)
 
     def answer(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)

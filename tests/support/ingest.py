@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from categorizer.ingest import signature_headers
-from tests.support.lambda_env import LambdaContext, load_function
+from tests.support.lambda_env import LambdaContext, http_api_event, load_function
 
 SECRET = "whsec-unit-0123456789abcdef"
 PREVIOUS_SECRET = "whsec-unit-previous-secret"
@@ -86,34 +85,15 @@ def http_event(
     base64_encoded: bool = False,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) event for POST /articles."""
-    return {
-        "version": "2.0",
-        "routeKey": "POST /articles",
-        "rawPath": "/articles",
-        "rawQueryString": urlencode(query or {}),
-        "headers": headers,
-        "queryStringParameters": query,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example",
-            "domainPrefix": "api",
-            "http": {
-                "method": "POST",
-                "path": "/articles",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.9",
-                "userAgent": "cms/1.0",
-            },
-            "requestId": "req-1",
-            "routeKey": "POST /articles",
-            "stage": "$default",
-            "time": "25/Nov/2026:08:00:00 +0000",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8"),
-        "isBase64Encoded": base64_encoded,
-    }
+    return http_api_event(
+        "POST",
+        "/articles",
+        raw_query=urlencode(query or {}),
+        query=query,
+        headers=headers,
+        body=base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8"),
+        base64_encoded=base64_encoded,
+    )
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,53 @@ class LambdaContext:
         return max(0, int((self.started + self.timeout_seconds - time.monotonic()) * 1000))
 
 
+def http_api_event(
+    method: str,
+    path: str,
+    *,
+    route: str | None = None,
+    raw_query: str = "",
+    query: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: str | None = None,
+    base64_encoded: bool = False,
+    authorizer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it once the route's
+    authorizer (`authorizer`: what it let through) has passed it; `path` is sent as given (raw),
+    `headers` replace the default JSON content type."""
+    route_key = route or f"{method} {path}"
+    now = time.time()
+    context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "api",
+        "domainName": "api.example",
+        "domainPrefix": "api",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "t"},
+        "requestId": "req-1",
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+    if authorizer:
+        context["authorizer"] = dict(authorizer)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": {"content-type": "application/json"} if headers is None else dict(headers),
+        "requestContext": context,
+        "isBase64Encoded": base64_encoded,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if body is not None:
+        event["body"] = body
+    return event
+
+
 def sqs_event(*bodies: Mapping[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
     """An SQS batch event of these message bodies (a mapping is sent as JSON), all on one receive.
 

@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 
 from categorizer.models import CategorizationResult, PathNode, Prediction
 from categorizer.urls import canonical_url
-from tests.support.lambda_env import LambdaContext, load_function
+from tests.support.lambda_env import LambdaContext, http_api_event, load_function
 from tests.support.results_table import create_results_table
 
 EPOCH = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -91,28 +91,15 @@ def request(
     """Send an HTTP API (payload 2.0) request to the handler; `path` is sent as given (raw)."""
     raw_query = urlencode(query or {}, quote_via=quote)
     route = "GET /articles/{article_id}" if path.startswith("/articles/") else f"{method} {path}"
-    event = {
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "queryStringParameters": query,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example",
-            "domainPrefix": "api",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
-            "requestId": "req-1",
-            "routeKey": route,
-            "stage": "$default",
-            "time": "25/Nov/2026:08:00:00 +0000",
-            "timeEpoch": 0,
-        },
-        "body": None if body is None else (body if isinstance(body, str) else json.dumps(body)),
-        "isBase64Encoded": False,
-    }
+    event = http_api_event(
+        method,
+        path,
+        route=route,
+        raw_query=raw_query,
+        query=query,
+        headers={"content-type": "application/json", **(headers or {})},
+        body=None if body is None else (body if isinstance(body, str) else json.dumps(body)),
+    )
     response = app.lambda_handler(event, LambdaContext("ReadFunction"))
     text = response.get("body") or ""
     return HttpResult(response["statusCode"], json.loads(text) if text else None, response.get("headers", {}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote
@@ -21,8 +20,8 @@ from categorizer.service import build_result
 from categorizer.store import ResultStore
 from categorizer.taxonomy import bundled_taxonomy
 from categorizer.textstore import StoredText, TextStore
-from tests.support.lambda_env import LambdaContext, load_function
-from tests.support.template import RESOURCES
+from tests.support.lambda_env import LambdaContext, http_api_event, load_function
+from tests.support.results_table import create_results_table
 
 TABLE = "results"
 TEXT_BUCKET = "article-texts"
@@ -33,18 +32,6 @@ TAXONOMY = bundled_taxonomy("demo-2")
 THRESHOLD = 0.5
 REVIEWER = "editor@news.example"
 OPERATOR_ARN = "arn:aws:iam::123456789012:user/operator"
-
-
-def create_results_table() -> Any:
-    """ResultsTable with the template's keys and indexes (call inside mock_aws)."""
-    props = RESOURCES["ResultsTable"]["Properties"]
-    return boto3.resource("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-        BillingMode=props["BillingMode"],
-    )
 
 
 @dataclass
@@ -100,7 +87,7 @@ class ReviewStack:
 
 def create_review_stack(monkeypatch: pytest.MonkeyPatch) -> ReviewStack:
     """ReviewFunction's resources and environment (call inside mock_aws)."""
-    table = create_results_table()
+    table = create_results_table(TABLE)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=TEXT_BUCKET)
     s3.create_bucket(Bucket=PIPELINE_BUCKET)
@@ -137,32 +124,14 @@ def api_event(
         authorizer["jwt"] = {"claims": claims, "scopes": None}
     if iam_arn is not None:
         authorizer["iam"] = {"userArn": iam_arn, "accountId": "123456789012", "callerId": "AIDAOPERATOR"}
-    now = datetime.now(UTC)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "review",
-            "domainName": "review.execute-api.us-east-1.amazonaws.com",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t"},
-            "requestId": "r-1",
-            "routeKey": f"{method} {path}",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-            **({"authorizer": authorizer} if authorizer else {}),
-        },
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = query
-    if body is not None:
-        event["body"] = body if isinstance(body, str) else json.dumps(body)
-    return event
+    return http_api_event(
+        method,
+        path,
+        raw_query="&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        query=query,
+        body=None if body is None else (body if isinstance(body, str) else json.dumps(body)),
+        authorizer=authorizer,
+    )
 
 
 def call(app: ModuleType, event: dict[str, Any]) -> tuple[int, Any]:

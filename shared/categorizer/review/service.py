@@ -40,8 +40,6 @@ from categorizer.review.store import (
 from categorizer.taxonomy import Category, Taxonomy
 from categorizer.textstore import StoredText, TextStore
 
-# Bundled taxonomies name a category by its tier path ("Sports > Soccer").
-_PATH_SEPARATOR = " > "
 # Texts of one page read in parallel (S3 GETs; boto3 clients are thread-safe).
 _TEXT_READS = 8
 
@@ -54,14 +52,24 @@ class InvalidDecision(ValueError):
     """A decision the row's taxonomy cannot take (an unknown category)."""
 
 
-def category_path(name: str) -> list[str]:
-    return [part.strip() for part in name.split(_PATH_SEPARATOR)]
+def category_path(taxonomy: Taxonomy, category_id: str) -> list[str]:
+    """Tier 1 to the category, one name a tier (IAB names already carry their parents' names:
+    "Attractions > Museums & Galleries" is shown under "Attractions" as "Museums & Galleries")."""
+    if category_id not in taxonomy.by_id:
+        return []  # a row of an older taxonomy version's category: shown without a path
+    return [c.name.rsplit(_PATH_SEPARATOR, 1)[-1].strip() for c in taxonomy.path(category_id)]
+
+
+# How the bundled IAB names join a category's tiers.
+_PATH_SEPARATOR = " > "
 
 
 def taxonomy_view(taxonomy: Taxonomy) -> TaxonomyView:
     return TaxonomyView(
         version=taxonomy.version,
-        categories=[TaxonomyEntry(id=c.id, name=c.name, path=category_path(c.name)) for c in taxonomy.categories],
+        categories=[
+            TaxonomyEntry(id=c.id, name=c.name, path=category_path(taxonomy, c.id)) for c in taxonomy.categories
+        ],
     )
 
 
@@ -84,12 +92,15 @@ class ReviewService:
         rows, next_cursor = self._store.pending(max(1, min(limit, MAX_PAGE_ITEMS)), cursor)
         with ThreadPoolExecutor(_TEXT_READS) as pool:
             texts = list(pool.map(self._text, rows))
-        items = [_item(row, text) for row, text in zip(rows, texts, strict=True)]
+        items = [self._view(row, text) for row, text in zip(rows, texts, strict=True)]
         return ItemsPage(items=items, next_cursor=next_cursor)
+
+    def _view(self, row: Mapping[str, Any], text: StoredText | None) -> ReviewItem:
+        return _item(row, text, self._taxonomy(str(row["taxonomy_version"])))
 
     def item(self, article_id: str) -> ReviewItem:
         row = self._row(article_id)
-        return _item(row, self._text(row))
+        return self._view(row, self._text(row))
 
     def decide(self, article_id: str, request: DecisionRequest, by: str) -> ReviewItem:
         row = self._row(article_id)
@@ -103,14 +114,14 @@ class ReviewService:
             # The same decision again: finish what an earlier call may have left undone (its label).
             text = self._text_for(row, recorded.decision)
             self._write_label(row, recorded, text)
-            return _item(row, text)
+            return self._view(row, text)
         correction = self._correction(row, request)
         text = self._text_for(row, request.decision)
         category_id = row["category_id"] if request.decision == "accept" else request.category_id
         record = ReviewRecord(decision=request.decision, by=by, at=self._clock(), category_id=category_id)
         decided = self._store.decide(article_id, revision, record, correction)
         self._write_label(row, record, text)
-        return _item(decided, text)
+        return self._view(decided, text)
 
     def _row(self, article_id: str) -> dict[str, Any]:
         row = self._store.row(article_id)
@@ -173,7 +184,7 @@ class ReviewService:
         )
 
 
-def _item(row: Mapping[str, Any], text: StoredText | None) -> ReviewItem:
+def _item(row: Mapping[str, Any], text: StoredText | None, taxonomy: Taxonomy) -> ReviewItem:
     return ReviewItem(
         article_id=str(row["article_id"]),
         title=text.title if text is not None else str(row.get("title", "")),
@@ -184,7 +195,7 @@ def _item(row: Mapping[str, Any], text: StoredText | None) -> ReviewItem:
             RankedCategory(
                 category_id=str(p["category_id"]),
                 name=str(p["name"]),
-                path=category_path(str(p["name"])),
+                path=category_path(taxonomy, str(p["category_id"])),
                 probability=float(p["probability"]),
             )
             for p in row.get("top_k", [])

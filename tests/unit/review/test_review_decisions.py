@@ -181,7 +181,8 @@ def test_the_list_pages_with_a_cursor_and_refuses_a_forged_one(
 def test_the_taxonomy_is_the_active_models_with_paths(review_stack: ReviewStack, review_app: ModuleType) -> None:
     status, view = call(review_app, api_event("GET", "/review/taxonomy", claims=PERSON))
     assert status == 200 and view["version"] == "demo-2"
-    assert {"id": "sports", "name": "Sports", "path": ["Sports"]} in view["categories"]
+    # (the path follows the taxonomy's parents: Sports sits under Leisure in demo-2)
+    assert {"id": "sports", "name": "Sports", "path": ["Leisure", "Sports"]} in view["categories"]
     status, iab = call(review_app, api_event("GET", "/review/taxonomy", query={"version": "iab-3.1"}, claims=PERSON))
     assert status == 200
     assert {

@@ -173,11 +173,14 @@ bench-quality: install
 bench-parse: install
 	$(BIN)/python -m bench.parse $(ARGS)
 
-# 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
-# spikes and 429s; audits that nothing is lost (docs/ingest.md). ARGS="--articles 500" etc.
+# Read API handler latency p50/p99 offline: one id, one URL, batches of 100 ids and 100 URLs
+# (docs/read-api.md). ARGS="--rows 500 --requests 100 --batches 10" for a short run.
 bench-read: install
 	$(BIN)/python -m bench.read_latency $(ARGS)
 
+# 2,000 articles through the offline stack while the OpenAI server injects 20% errors, latency
+# spikes and 429s; audits that nothing is lost, nothing resurrected, every change told
+# (docs/ingest.md, docs/events.md). ARGS="--articles 500" etc.
 chaos: install
 	$(BIN)/python -m bench.chaos $(ARGS)
 

@@ -13,7 +13,6 @@ and with 100 URLs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import random
@@ -30,6 +29,7 @@ from categorizer.models import CategorizationResult, PathNode, Prediction
 from categorizer.store import ResultStore
 from categorizer.urls import canonical_url
 from local.cfn import load_template
+from local.lambda_shapes import load_module_from_file
 from local.motoserver import MotoServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(args.rows):
             store.put_if_not_older(_result(n))
         os.environ.update(RESULTS_TABLE_NAME=table_name, READ_CACHE_MAX_AGE_SECONDS="60")
-        sys.path.insert(0, str(REPO))
-        app = importlib.import_module("functions.read.app")
+        app = load_module_from_file(REPO / "functions" / "read" / "app.py", "read_app")
 
         def timed(make: Callable[[], dict[str, Any]], count: int) -> dict[str, float]:
             samples: list[float] = []

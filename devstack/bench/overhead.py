@@ -58,6 +58,14 @@ BENCH_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "POWERTOOLS_SERVICE_NAME": "article-categorizer",
     "POWERTOOLS_METRICS_NAMESPACE": "ArticleCategorizer",
+    # As in Lambda: Powertools' batch processor then keeps one event loop across invocations (not
+    # asyncio.run's new one each time), so its worker threads, and each thread's DynamoDB resource,
+    # live as long as the instance. Without it every batch paid for new threads and resources.
+    "LAMBDA_TASK_ROOT": str(REPO / "functions" / "categorize"),
+    # A sampled trace, as Lambda sets per invocation with active tracing: Tracer's subsegments
+    # are recorded and sent (UDP, to nobody) as deployed, not discarded for want of a segment.
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
 }
 
 

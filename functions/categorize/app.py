@@ -35,6 +35,7 @@ from categorizer.dlq import DeadLetterQueue
 from categorizer.errors import PermanentError, redact
 from categorizer.limiter import RateLimiter
 from categorizer.models import (
+    ActiveModel,
     ArticleEvent,
     UnpublishEvent,
     describe_validation_error,
@@ -57,6 +58,10 @@ DEADLINE_MARGIN_SECONDS = 3.0
 # A record's validation (JSON, HTML to text, normalisation) takes at most ~0.03 s of CPU at the
 # size limits (`make bench-parse`); one that runs this long is dead-lettered as validation_timeout.
 VALIDATION_SECONDS = 10.0
+# Bodies up to this size are validated on the event loop: a few ms at worst (hostile HTML), and a
+# hand-off to a worker thread costs more CPU than a typical article's validation (`make
+# bench-overhead`). Longer ones are validated in a thread, under VALIDATION_SECONDS.
+INLINE_VALIDATION_CHARS = 16_384
 
 T = TypeVar("T")
 
@@ -265,14 +270,17 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
     receive_count = int(record.attributes.approximate_receive_count or "1")
     # Stop before Lambda's own timeout: a timed-out invocation fails the whole batch, and SQS would
     # then dead-letter the last receive without a reason. As a TimeoutError it is an ordinary
-    # transient failure instead. Validation (HTML parsing included) runs under the same deadline,
-    # in a thread, so one record's body never holds up its neighbours on the event loop.
+    # transient failure instead. Validation of a long body (HTML parsing included) runs under the
+    # same deadline, in a thread, so one record's body never holds up its neighbours on the loop.
     budget = max(lambda_context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS, 0.1)
     deadline = asyncio.get_running_loop().time() + budget
     validation_bound = min(VALIDATION_SECONDS, budget)
     try:
-        async with asyncio.timeout(validation_bound):
-            article = await asyncio.to_thread(parse_queue_message, record.body)
+        if len(record.body) <= INLINE_VALIDATION_CHARS:
+            article = parse_queue_message(record.body)
+        else:
+            async with asyncio.timeout(validation_bound):
+                article = await asyncio.to_thread(parse_queue_message, record.body)
     except ValidationError as error:
         await _dead_letter(record, "validation_error", describe_validation_error(error), receive_count)
         return
@@ -288,9 +296,7 @@ async def record_handler(record: SQSRecord, lambda_context: LambdaContext, scope
             if isinstance(article, UnpublishEvent):
                 outcome = await service.unpublish(article)
             else:
-                active = await asyncio.to_thread(
-                    read_active_model, settings.active_model_parameter, settings.config_cache_seconds
-                )
+                active = scope.active if scope.active is not None else await asyncio.to_thread(_read_active_model)
                 outcome = await service.categorize(article, active, bundled_taxonomy(active.taxonomy_version), scope)
     except PermanentError as error:
         await _dead_letter(record, error.reason, error.detail, receive_count)
@@ -352,10 +358,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     )
 
 
-def _batch_scope(records: list[dict[str, Any]]) -> BatchScope:
-    """The batch's rows in one BatchGetItem, keyed by the article_id attribute ingest sets on each message.
+def _read_active_model() -> ActiveModel:
+    return read_active_model(settings.active_model_parameter, settings.config_cache_seconds)
 
-    A failed read costs only the shortcut: each record then reads its own row.
+
+def _batch_scope(records: list[dict[str, Any]]) -> BatchScope:
+    """The batch's rows in one BatchGetItem (keyed by the article_id attribute ingest sets on each
+    message) and the active model, read once for all its records.
+
+    A failed read costs only the shortcut: each record then reads its own row, or the model.
     """
     ids = [
         value
@@ -363,7 +374,12 @@ def _batch_scope(records: list[dict[str, Any]]) -> BatchScope:
         if is_article_id(value := record.get("messageAttributes", {}).get("article_id", {}).get("stringValue"))
     ]
     try:
-        return service.batch_scope(ids)
+        scope = service.batch_scope(ids)
     except Exception as error:
         logger.warning("batch read failed; records read their rows one by one", extra={"error": redact(repr(error))})
-        return BatchScope()
+        scope = BatchScope()
+    try:
+        scope.active = _read_active_model()
+    except Exception as error:  # no model yet, SSM throttled: each categorize record tries, and fails, on its own
+        logger.warning("active model read failed", extra={"error": redact(repr(error))})
+    return scope

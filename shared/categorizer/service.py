@@ -78,10 +78,12 @@ class _InFlight:
 
 
 class BatchScope:
-    """What the records of one invocation share: their rows read up front, and calls in flight."""
+    """What the records of one invocation share: their rows and the active model read up front, and
+    calls in flight."""
 
     def __init__(self, states: Mapping[str, StoredState | None] | None = None) -> None:
         self.states = dict(states or {})
+        self.active: ActiveModel | None = None
         self.in_flight: dict[tuple[str, str, str], _InFlight] = {}
 
 

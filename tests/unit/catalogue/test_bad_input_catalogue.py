@@ -812,7 +812,9 @@ def test_a_record_whose_validation_overruns_is_dead_lettered_with_its_reason(
 
     monkeypatch.setattr(categorize_app, "VALIDATION_SECONDS", 0.2)
     monkeypatch.setattr(categorize_app.ArticleEvent, "model_validate_json", slow_for_marked)
-    event = sqs_event(article("n-1"), article("n-2", title="SLOW story"), article("n-3"))
+    # (long enough to be validated in a thread, under the bound)
+    long_body = "<p>" + "word " * categorize_app.INLINE_VALIDATION_CHARS + "</p>"
+    event = sqs_event(article("n-1"), article("n-2", title="SLOW story", body=long_body), article("n-3"))
     # WHEN the batch is handled
     response = categorize_app.lambda_handler(event, LambdaContext())
     # THEN the slow one is dead-lettered as validation_timeout (not left to the redrive policy's

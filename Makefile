@@ -191,9 +191,10 @@ bench: install
 
 
 # Where users live (issue 14, docs/capacity.md): a requests-bound account through a cold start,
-# a 2 × R backlog, a 10 × R burst and 0.8 × R steady load; tier 2 (× 0.4) on livedoor's articles
+# a 2 × R backlog, a 10 × R burst and 0.8 × R steady load; tier 2 (scaled) on livedoor's articles
 # token-bound as tiktoken counts, and counted like OpenAI (characters); each against the first
-# implementation on the same server. ~35 minutes; ARGS="--quick" (durations ÷ 4), "--accounts tokens".
+# implementation on the same server. ~40 minutes; the documented figures: ARGS="--rpm 900
+# --tier-scale 0.2" (what 2 cores drive); "--quick" (durations ÷ 4), "--accounts tokens", "--tag run1".
 bench-scenarios: install
 	$(BIN)/python -m bench.scenarios --data $(DATA) $(ARGS)
 

@@ -158,11 +158,15 @@ def test_no_credential_in_events_docs_or_deploy_config(path: Path) -> None:
 
 
 def _assert_no_secret_fields(value: Any, where: str) -> None:
-    """A key named like a secret may hold an ARN or a name, never the secret itself."""
+    """A key named like a secret may hold an ARN or a name, never the secret itself (`token_counting`
+    names how an account counts prompt tokens, "tiktoken" or "characters": not a credential)."""
     if isinstance(value, dict):
         for key, inner in value.items():
             if SECRET_KEY_NAME.search(key) and isinstance(inner, str) and inner:
-                assert inner.startswith(("arn:", "/")) or key.lower().endswith(("_arn", "arn", "name")), (where, key)
+                assert inner.startswith(("arn:", "/")) or key.lower().endswith(("_arn", "arn", "name", "_counting")), (
+                    where,
+                    key,
+                )
             _assert_no_secret_fields(inner, where)
     elif isinstance(value, list):
         for inner in value:
